@@ -1,0 +1,84 @@
+"""`modelarts-etl`: the command line. Kept free of Dagster imports so it starts fast."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from warehouse.files import InputError, iter_file_records
+from warehouse.reader import warehouse_dir
+from warehouse.store import LoadReport, Warehouse, WarehouseError, validate_project_id
+
+WAREHOUSE_OPTION = click.option(
+    "--warehouse", "warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
+    help="Warehouse folder (or $MODELARTS_WAREHOUSE).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Typed, lossless ETL of ModelArts training-job versions into Parquet and DuckDB."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--project-id", required=True, envvar="MODELARTS_PROJECT_ID", help="Project the payloads belong to.")
+@WAREHOUSE_OPTION
+@click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
+def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_secrets: bool) -> None:
+    """Load payload files (.json, .jsonl, or folders of them) as if fetched."""
+    started = time.perf_counter()
+    with _user_errors():
+        validate_project_id(project_id)
+        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+            report = wh.land(iter_file_records(paths, project_id))
+    _print_report(report, time.perf_counter() - started)
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
+def rebuild(warehouse: str | None, keep_secrets: bool) -> None:
+    """Re-derive every tidy table from raw_payloads (after a parser fix); calls nothing."""
+    started = time.perf_counter()
+    with _user_errors():
+        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+            report = wh.rebuild()
+    _print_report(report, time.perf_counter() - started)
+
+
+def _print_report(report: LoadReport, elapsed: float) -> None:
+    click.echo(
+        f"landed {report.landed} payloads ({report.duplicates} already stored), "
+        f"versions loaded {report.versions_loaded}, rejected {report.rejected}, "
+        f"field issues {report.field_issues}, in {elapsed:.1f} s"
+    )
+
+
+class _user_errors:
+    """Turn the errors a user can fix into one line and exit code 2, never a traceback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, (WarehouseError, InputError)):
+            raise click.ClickException(str(exc))
+        if exc_type is KeyboardInterrupt:
+            click.echo("interrupted; the warehouse keeps its last completed write", err=True)
+            sys.exit(130)
+        return False
+
+
+try:  # the sync and simulate commands live beside the HTTP client
+    from pipelines.cli_sync import simulate, sync
+
+    main.add_command(sync)
+    main.add_command(simulate)
+except ImportError:  # pragma: no cover - only while the client is being written
+    pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,592 @@
+"""Job-version payloads -> typed Arrow tables, field issues and rejections.
+
+Input shape is trusted for nothing: every value is checked against the contract in
+schema.py, and whatever cannot be typed becomes NULL plus a `field_issues` row.
+Rows are built column-wise (one Python list per column) and the metric samples,
+which are most of the data, are converted to doubles in one vectorised Arrow cast.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse import schema
+from warehouse.records import VERSION_DETAIL, RawRecord
+from warehouse.redact import MASK, is_secret_label, redact_command
+from warehouse.statuses import STATUS_NAMES, is_final
+
+RAW_VALUE_LIMIT = 1000
+_MIN_MS, _MAX_MS = -62135596800000, 253402300799999  # years 1..9999
+_INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+
+# (payload field, job_versions column, kind)
+_SCALARS: tuple[tuple[str, str, str], ...] = (
+    ("job_name", "job_name", "str"),
+    ("job_desc", "job_desc", "str"),
+    ("version_name", "version_name", "str"),
+    ("pre_version_id", "pre_version_id", "int64"),
+    ("engine_type", "engine_type", "int32"),
+    ("engine_name", "engine_name", "str"),
+    ("engine_id", "engine_id", "int64"),
+    ("engine_version", "engine_version", "str"),
+    ("status", "status", "int32"),
+    ("app_url", "app_url", "str"),
+    ("boot_file_url", "boot_file_url", "str"),
+    ("create_time", "create_time", "ts"),
+    ("start_time", "start_time", "ts"),
+    ("duration", "duration_ms", "int64"),
+    ("spec_id", "spec_id", "int64"),
+    ("core", "core", "str"),
+    ("cpu", "cpu", "str"),
+    ("gpu_num", "gpu_num", "int32"),
+    ("gpu_type", "gpu_type", "str"),
+    ("gpu", "gpu", "bool"),
+    ("worker_server_num", "worker_server_num", "int32"),
+    ("data_url", "data_url", "str"),
+    ("train_url", "train_url", "str"),
+    ("log_url", "log_url", "str"),
+    ("dataset_version_id", "dataset_version_id", "str"),
+    ("dataset_id", "dataset_id", "str"),
+    ("model_id", "model_id", "int64"),
+    ("user_image_url", "user_image_url", "str"),
+    ("user_command", "user_command", "str"),
+    ("resource_id", "resource_id", "str"),
+    ("dataset_name", "dataset_name", "str"),
+    ("spec_code", "spec_code", "str"),
+    ("dataset_version_name", "dataset_version_name", "str"),
+    ("pool_name", "pool_name", "str"),
+    ("pool_id", "pool_id", "str"),
+    ("nas_mount_path", "nas_mount_path", "str"),
+    ("nas_share_addr", "nas_share_addr", "str"),
+    ("nas_type", "nas_type", "str"),
+)
+_STRUCTURED = frozenset({"parameter", "data_source", "volumes", "model_metric_list", "system_metric_list"})
+_ENVELOPE = frozenset({"is_success", "job_id", "version_id", "error_code", "error_message", "error_msg"})
+KNOWN_FIELDS = frozenset(f for f, _, _ in _SCALARS) | _STRUCTURED | _ENVELOPE
+
+_PARAMETER_KEYS = frozenset({"label", "value"})
+_DATA_SOURCE_KEYS = frozenset({"type", "dataset_id", "dataset_version", "data_url"})
+_NFS_KEYS = frozenset({"id", "src_path", "dest_path", "read_only"})
+_HOST_PATH_KEYS = frozenset({"src_path", "dest_path", "read_only"})
+
+
+class Rejection(Exception):
+    """A payload that cannot become a version row; becomes a `rejected_payloads` row."""
+
+    def __init__(self, stage: str, kind: str, message: str):
+        super().__init__(message)
+        self.stage, self.kind, self.message = stage, kind, message
+
+
+@dataclass
+class FlatBatch:
+    """One batch of records, flattened. `tables` holds every version-scoped table."""
+
+    raw_keys: pa.Table  # per record: project_id, source, payload_sha256, job_id, version_id
+    rejected: pa.Table
+    tables: dict[str, pa.Table]
+    keys: pa.Table  # (project_id, job_id, version_id) of the versions loaded in this batch
+
+    @property
+    def versions_loaded(self) -> int:
+        return self.keys.num_rows
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def json_text(value) -> str:
+    """A value as compact JSON text, capped so one hostile field cannot bloat field_issues."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= RAW_VALUE_LIMIT else text[:RAW_VALUE_LIMIT] + "…"
+
+
+def number_text(value) -> str:
+    """JSON number -> its text (0.01 -> '0.01'); bool -> 'true'/'false'."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def parse_number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class _Issues:
+    """Collects field_issues rows for the payload being flattened."""
+
+    def __init__(self, cols: dict[str, list]):
+        self.cols = cols
+        self.key: tuple = ()
+
+    def add(self, table: str, field: str, value, problem: str) -> None:
+        c = self.cols
+        c["project_id"].append(self.key[0])
+        c["job_id"].append(self.key[1])
+        c["version_id"].append(self.key[2])
+        c["table_name"].append(table)
+        c["field"].append(field)
+        c["raw_value"].append(value if isinstance(value, str) and len(value) <= RAW_VALUE_LIMIT else json_text(value))
+        c["problem"].append(problem)
+
+
+def _to_int(value, bounds, field, table, issues):
+    if type(value) is int:
+        if bounds[0] <= value <= bounds[1]:
+            return value
+        issues.add(table, field, value, "out_of_range")
+        return None
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer() and bounds[0] <= value <= bounds[1]:
+        issues.add(table, field, value, "coerced_from_float")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            issues.add(table, field, value, "not_a_number")
+            return None
+        if bounds[0] <= number <= bounds[1]:
+            issues.add(table, field, value, "coerced_from_string")
+            return number
+        issues.add(table, field, value, "out_of_range")
+        return None
+    issues.add(table, field, value, "wrong_type")
+    return None
+
+
+def _to_str(value, field, table, issues):
+    if type(value) is str or value is None:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return number_text(value)  # documented String, sent as a number: lossless as text
+    issues.add(table, field, value, "wrong_type")
+    return None
+
+
+def _to_float(value, field, table, issues):
+    if type(value) is float or value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        number = parse_number(value)
+        if number is None:
+            issues.add(table, field, value, "not_a_number")
+        return number
+    issues.add(table, field, value, "wrong_type")
+    return None
+
+
+def _to_bool(value, field, table, issues):
+    if value is True or value is False or value is None:
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        issues.add(table, field, value, "coerced_from_string")
+        return value.lower() == "true"
+    issues.add(table, field, value, "wrong_type")
+    return None
+
+
+def _to_ts_us(value, field, table, issues):
+    ms = _to_int(value, _INT64, field, table, issues)
+    if ms is None:
+        return None
+    if _MIN_MS <= ms <= _MAX_MS:
+        return ms * 1000
+    issues.add(table, field, value, "out_of_range")
+    return None
+
+
+def _typed(value, kind, field, table, issues):
+    if kind == "str":
+        return _to_str(value, field, table, issues)
+    if kind == "int64":
+        return _to_int(value, _INT64, field, table, issues)
+    if kind == "int32":
+        return _to_int(value, _INT32, field, table, issues)
+    if kind == "ts":
+        return _to_ts_us(value, field, table, issues)
+    if kind == "bool":
+        return _to_bool(value, field, table, issues)
+    return _to_float(value, field, table, issues)
+
+
+def _key_id(value) -> int | None:
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number <= _INT64[1] else None
+    return None
+
+
+def decode(record: RawRecord) -> dict:
+    """Bytes -> the payload object, or a Rejection saying why not."""
+    if record.http_status is not None and not 200 <= record.http_status < 300:
+        raise Rejection("fetch", "http_error", f"HTTP {record.http_status}{_api_error_suffix(record.body)}")
+    try:
+        payload = orjson.loads(record.body)
+    except orjson.JSONDecodeError as exc:
+        kind = "invalid_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
+        if kind == "invalid_json" and ("end of" in str(exc) or "EOF" in str(exc)):
+            kind = "truncated_json"
+        raise Rejection("decode", kind, f"{kind.replace('_', ' ')}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise Rejection("decode", "not_an_object", f"expected a JSON object, got {type(payload).__name__}")
+    if payload.get("is_success") is False:
+        code = payload.get("error_code")
+        message = payload.get("error_message", payload.get("error_msg"))
+        raise Rejection("validate", "api_error", f"API error {code}: {message}")
+    return payload
+
+
+def _api_error_suffix(body: bytes) -> str:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(payload, dict):
+        return ""
+    code = payload.get("error_code")
+    message = payload.get("error_message", payload.get("error_msg"))
+    return f" ({code}: {message})" if code or message else ""
+
+
+def _empty_cols(table: schema.Table) -> dict[str, list]:
+    return {name: [] for name in table.column_names}
+
+
+class _Builder:
+    """Column lists for one batch; `add_payload` appends one version to every table."""
+
+    def __init__(self, redact: bool):
+        self.redact = redact
+        self.versions = _empty_cols(schema.JOB_VERSIONS)
+        self.parameters = _empty_cols(schema.PARAMETERS)
+        self.data_sources = _empty_cols(schema.DATA_SOURCES)
+        self.class_metrics = _empty_cols(schema.CLASS_METRICS)
+        self.volumes = _empty_cols(schema.VOLUMES)
+        self.issue_cols = _empty_cols(schema.FIELD_ISSUES)
+        self.issues = _Issues(self.issue_cols)
+        # metric samples are kept as flat value lists plus one (key, metric, length) run per array
+        self.sample_values: list = []
+        self.sample_runs: list[tuple[int, str, int]] = []  # (version row, metric, length)
+
+    def add_payload(self, payload: dict, key: tuple[str, int, int], record: RawRecord, sha: str) -> None:
+        self.issues.key = key
+        row = len(self.versions["job_id"])
+        v = self.versions
+        v["project_id"].append(key[0])
+        v["job_id"].append(key[1])
+        v["version_id"].append(key[2])
+        issues = self.issues
+        for field, column, kind in _SCALARS:
+            v[column].append(_typed(payload.get(field), kind, field, "job_versions", issues))
+        if self.redact and v["user_command"][-1]:
+            v["user_command"][-1] = redact_command(v["user_command"][-1])
+        status = v["status"][-1]
+        v["status_name"].append(STATUS_NAMES.get(status) if status is not None else None)
+        v["is_final"].append(is_final(status))
+        v["extracted_at"].append(record.fetched_at)
+        v["payload_sha256"].append(sha)
+        for field in payload.keys() - KNOWN_FIELDS:
+            issues.add("job_versions", field, payload[field], "unknown_field")
+        self._parameters(payload.get("parameter"), key)
+        self._data_sources(payload.get("data_source"), key)
+        self._volumes(payload.get("volumes"), key)
+        self._model_metrics(payload.get("model_metric_list"), key)
+        self._system_metrics(payload.get("system_metric_list"), row)
+
+    def _list(self, value, field, table) -> list:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        self.issues.add(table, field, value, "wrong_type")
+        return []
+
+    def _items(self, value, field, table, known):
+        """(position, item) for each object of a list field; flags non-objects and unknown keys."""
+        for pos, item in enumerate(self._list(value, field, table)):
+            path = f"{field}[{pos}]"
+            if not isinstance(item, dict):
+                self.issues.add(table, path, item, "wrong_type")
+                continue
+            for extra in item.keys() - known:
+                self.issues.add(table, f"{path}.{extra}", item[extra], "unknown_field")
+            yield pos, path, item
+
+    def _append_key(self, cols, key, pos):
+        cols["project_id"].append(key[0])
+        cols["job_id"].append(key[1])
+        cols["version_id"].append(key[2])
+        cols["position"].append(pos)
+
+    def _parameters(self, value, key):
+        cols, issues = self.parameters, self.issues
+        for pos, path, item in self._items(value, "parameter", "parameters", _PARAMETER_KEYS):
+            self._append_key(cols, key, pos)
+            label = _to_str(item.get("label"), f"{path}.label", "parameters", issues)
+            raw = item.get("value")
+            if raw is None or isinstance(raw, str):
+                text, number = raw, (parse_number(raw) if raw else None)
+            elif isinstance(raw, (int, float)):
+                text = number_text(raw)
+                number = None if isinstance(raw, bool) or not math.isfinite(raw) else float(raw)
+            else:
+                issues.add("parameters", f"{path}.value", raw, "wrong_type")
+                text = number = None
+            if self.redact and text is not None and is_secret_label(label):
+                text, number = MASK, None
+            cols["label"].append(label)
+            cols["value"].append(text)
+            cols["value_number"].append(number)
+
+    def _data_sources(self, value, key):
+        cols, issues = self.data_sources, self.issues
+        for pos, path, item in self._items(value, "data_source", "data_sources", _DATA_SOURCE_KEYS):
+            self._append_key(cols, key, pos)
+            for field in ("type", "dataset_id", "dataset_version", "data_url"):
+                cols[field].append(_to_str(item.get(field), f"{path}.{field}", "data_sources", issues))
+
+    def _volumes(self, value, key):
+        cols, issues = self.volumes, self.issues
+        for pos, path, item in self._items(value, "volumes", "volumes", frozenset({"nfs", "host_path"})):
+            kinds = [k for k in ("nfs", "host_path") if isinstance(item.get(k), dict)]
+            if len(kinds) != 1:
+                issues.add("volumes", path, item, "wrong_type")
+                continue
+            kind = kinds[0]
+            body = item[kind]
+            known = _NFS_KEYS if kind == "nfs" else _HOST_PATH_KEYS
+            for extra in body.keys() - known:
+                issues.add("volumes", f"{path}.{kind}.{extra}", body[extra], "unknown_field")
+            self._append_key(cols, key, pos)
+            cols["volume_type"].append(kind)
+            cols["nfs_id"].append(_to_str(body.get("id"), f"{path}.{kind}.id", "volumes", issues) if kind == "nfs" else None)
+            cols["src_path"].append(_to_str(body.get("src_path"), f"{path}.{kind}.src_path", "volumes", issues))
+            cols["dest_path"].append(_to_str(body.get("dest_path"), f"{path}.{kind}.dest_path", "volumes", issues))
+            read_only = _to_bool(body.get("read_only"), f"{path}.{kind}.read_only", "volumes", issues)
+            cols["read_only"].append(False if read_only is None and body.get("read_only") is None else read_only)
+
+    def _model_metrics(self, value, key):
+        v, issues = self.versions, self.issues
+        totals = {}
+        parsed = self._decode_embedded(value, "model_metric_list", "class_metrics")
+        if parsed is not None:
+            cols = self.class_metrics
+            for pos, path, item in self._items(parsed.get("metric"), "model_metric_list.metric", "class_metrics",
+                                               frozenset({"metric_values", "metric_meta", "reserved_data"})):
+                values = self._object(item.get("metric_values"), f"{path}.metric_values")
+                meta = self._object(item.get("metric_meta"), f"{path}.metric_meta")
+                self._append_key(cols, key, pos)
+                cols["class_id"].append(_to_int(meta.get("class_id"), _INT64, f"{path}.metric_meta.class_id", "class_metrics", issues))
+                cols["class_name"].append(_to_str(meta.get("class_name"), f"{path}.metric_meta.class_name", "class_metrics", issues))
+                for name in ("recall", "precision", "accuracy"):
+                    cols[name].append(_to_float(values.get(name), f"{path}.metric_values.{name}", "class_metrics", issues))
+            total = self._object(parsed.get("total_metric"), "model_metric_list.total_metric")
+            totals = self._object(total.get("total_metric_values"), "model_metric_list.total_metric.total_metric_values")
+        for name in ("recall", "precision", "accuracy"):
+            path = f"model_metric_list.total_metric.total_metric_values.{name}"
+            v[f"total_{name}"].append(_to_float(totals.get(name), path, "job_versions", issues))
+
+    def _object(self, value, field) -> dict:
+        if isinstance(value, dict):
+            return value
+        if value is not None:
+            self.issues.add("class_metrics", field, value, "wrong_type")
+        return {}
+
+    def _decode_embedded(self, value, field, table) -> dict | None:
+        """A JSON document sent as a string (or, in some editions, as an object)."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, dict):
+            return value
+        if not isinstance(value, str):
+            self.issues.add(table, field, value, "wrong_type")
+            return None
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self.issues.add(table, field, value, "invalid_json")
+            return None
+        if not isinstance(parsed, dict):
+            self.issues.add(table, field, value, "wrong_type")
+            return None
+        return parsed
+
+    def _system_metrics(self, value, row):
+        v = self.versions
+        interval = None
+        metrics = self._decode_embedded(value, "system_metric_list", "system_metric_samples")
+        for name, samples in (metrics or {}).items():
+            if name == "interval":
+                interval = _to_str(samples, "system_metric_list.interval", "job_versions", self.issues)
+            elif isinstance(samples, list):
+                if samples:
+                    self.sample_values.extend(samples)
+                    self.sample_runs.append((row, name, len(samples)))
+            elif samples is not None:
+                self.issues.add("system_metric_samples", f"system_metric_list.{name}", samples, "wrong_type")
+        v["system_metric_interval"].append(interval)
+
+    def sample_table(self) -> pa.Table:
+        runs = self.sample_runs
+        if not runs:
+            return schema.SYSTEM_METRIC_SAMPLES.schema.empty_table()
+        rows = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
+        lengths = np.fromiter((r[2] for r in runs), dtype=np.int64, count=len(runs))
+        names = sorted({r[1] for r in runs})
+        name_index = {n: i for i, n in enumerate(names)}
+        name_ids = np.fromiter((name_index[r[1]] for r in runs), dtype=np.int32, count=len(runs))
+        starts = np.cumsum(lengths) - lengths
+        sample_index = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
+        row_of_sample = np.repeat(rows, lengths)
+        v = self.versions
+        project = pa.array(v["project_id"], pa.string()).take(row_of_sample)
+        job = pa.array(v["job_id"], pa.int64()).take(row_of_sample)
+        version = pa.array(v["version_id"], pa.int64()).take(row_of_sample)
+        metric = pa.DictionaryArray.from_arrays(np.repeat(name_ids, lengths), pa.array(names, pa.string()))
+        values = self._sample_values(runs, row_of_sample)
+        return pa.Table.from_arrays(
+            [project, job, version, metric.cast(pa.string()), pa.array(sample_index.astype(np.int32)), values],
+            schema=schema.SYSTEM_METRIC_SAMPLES.schema,
+        )
+
+    def _sample_values(self, runs, row_of_sample) -> pa.Array:
+        """Numeric strings -> doubles in one cast; element by element only if that fails."""
+        try:
+            return pc.cast(pa.array(self.sample_values, pa.string()), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        out = []
+        v = self.versions
+        i = 0
+        for row, name, length in runs:
+            self.issues.key = (v["project_id"][row], v["job_id"][row], v["version_id"][row])
+            for idx in range(length):
+                out.append(self._sample(self.sample_values[i], name, idx))
+                i += 1
+        return pa.array(out, pa.float64())
+
+    def _sample(self, value, name, idx):
+        if type(value) is str:
+            number = parse_number(value)
+            if number is None:
+                self.issues.add("system_metric_samples", f"system_metric_list.{name}[{idx}]", value, "not_a_number")
+            return number
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if math.isfinite(value) else None
+        if value is not None:
+            self.issues.add("system_metric_samples", f"system_metric_list.{name}[{idx}]", value, "wrong_type")
+        return None
+
+    def tables(self) -> dict[str, pa.Table]:
+        samples = self.sample_table()  # before field_issues: it may add issues
+        built = {
+            "job_versions": (schema.JOB_VERSIONS, self.versions),
+            "parameters": (schema.PARAMETERS, self.parameters),
+            "data_sources": (schema.DATA_SOURCES, self.data_sources),
+            "class_metrics": (schema.CLASS_METRICS, self.class_metrics),
+            "volumes": (schema.VOLUMES, self.volumes),
+            "field_issues": (schema.FIELD_ISSUES, self.issue_cols),
+        }
+        out = {name: pa.Table.from_pydict(cols, schema=table.schema) for name, (table, cols) in built.items()}
+        out["system_metric_samples"] = samples
+        return out
+
+
+def payload_key(payload: dict, record: RawRecord) -> tuple[str, int, int]:
+    """The version's key: the payload's ids when usable, else the request's; else a Rejection."""
+    ids = []
+    for field, hint in (("job_id", record.job_id), ("version_id", record.version_id)):
+        own = _key_id(payload.get(field))
+        if own is None and hint is None:
+            raise Rejection("validate", "missing_key", f"no usable {field} (got {json_text(payload.get(field))})")
+        ids.append(own if own is not None else hint)
+    return (record.project_id, ids[0], ids[1])
+
+
+_RAW_KEY_SCHEMA = pa.schema([
+    ("project_id", pa.string()), ("source", pa.string()), ("payload_sha256", pa.string()),
+    ("job_id", pa.int64()), ("version_id", pa.int64()),
+])
+
+
+def flatten(records: list[RawRecord], *, redact: bool = True, shas: list[str] | None = None) -> FlatBatch:
+    """Flatten a batch. Later records for the same version replace earlier ones."""
+    builder = _Builder(redact)
+    raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
+    rejected = _empty_cols(schema.REJECTED_PAYLOADS)
+    latest: dict[tuple, int] = {}
+    decoded = []
+    for n, record in enumerate(records):
+        sha = shas[n] if shas is not None else sha256_hex(record.body)
+        _append_raw(raw, record, sha)
+        if record.kind != VERSION_DETAIL:
+            continue
+        try:
+            payload = decode(record)
+            key = payload_key(payload, record)
+        except Rejection as rej:
+            _append_rejected(rejected, record, sha, rej)
+            continue
+        raw["job_id"][-1], raw["version_id"][-1] = key[1], key[2]
+        latest[key] = len(decoded)
+        decoded.append((payload, key, record, sha))
+    for i, (payload, key, record, sha) in enumerate(decoded):
+        if latest[key] != i:
+            continue
+        builder.add_payload(payload, key, record, sha)
+        for field, hint in (("job_id", record.job_id), ("version_id", record.version_id)):
+            own = _key_id(payload.get(field))
+            if hint is not None and own is not None and own != hint:
+                builder.issues.add("job_versions", field, f"payload {own}, request {hint}", "key_mismatch")
+            elif payload.get(field) is not None and own is None:
+                builder.issues.add("job_versions", field, payload.get(field), "wrong_type")
+    tables = builder.tables()
+    keys = tables["job_versions"].select(list(schema.VERSION_KEY))
+    return FlatBatch(
+        raw_keys=pa.Table.from_pydict(raw, schema=_RAW_KEY_SCHEMA),
+        rejected=pa.Table.from_pydict(rejected, schema=schema.REJECTED_PAYLOADS.schema),
+        tables=tables,
+        keys=keys,
+    )
+
+
+def _append_raw(raw: dict, record: RawRecord, sha: str) -> None:
+    raw["project_id"].append(record.project_id)
+    raw["source"].append(record.source)
+    raw["payload_sha256"].append(sha)
+    raw["job_id"].append(record.job_id)
+    raw["version_id"].append(record.version_id)
+
+
+def _append_rejected(rejected: dict, record: RawRecord, sha: str, rej: Rejection) -> None:
+    rejected["project_id"].append(record.project_id)
+    rejected["job_id"].append(record.job_id)
+    rejected["version_id"].append(record.version_id)
+    rejected["source"].append(record.source)
+    rejected["payload_sha256"].append(sha)
+    rejected["stage"].append(rej.stage)
+    rejected["error_kind"].append(rej.kind)
+    rejected["error_message"].append(rej.message[:RAW_VALUE_LIMIT])
+    rejected["rejected_at"].append(record.fetched_at)

@@ -1,0 +1,33 @@
+"""The one shape in which bytes enter the warehouse, whether fetched over HTTP or read from a file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+VERSION_DETAIL = "version_detail"
+JOB_LIST = "job_list"
+VERSION_LIST = "version_list"
+KINDS = (VERSION_DETAIL, JOB_LIST, VERSION_LIST)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """A body exactly as received, plus what we knew when we received it.
+
+    `job_id`/`version_id` are hints from the request URL (or None for files); the
+    payload's own ids win when they are usable. Only `version_detail` records are
+    flattened into tidy tables; list pages are landed for the record.
+    """
+
+    body: bytes
+    project_id: str
+    source: str
+    kind: str = VERSION_DETAIL
+    http_status: int | None = None
+    job_id: int | None = None
+    version_id: int | None = None
+    fetched_at: datetime = field(default_factory=utc_now)

@@ -1,0 +1,25 @@
+"""ModelArts v1 job statuses, and which of them never change again.
+
+The docs do not say which statuses are terminal; this is our reading (see
+docs/architecture.md): 10 finished, the failed/stopped ones final, 0 and 20 unclear
+and therefore not final, so they are fetched again on the next sync.
+"""
+
+STATUS_NAMES: dict[int, str] = {
+    0: "UNKNOWN", 1: "INIT", 2: "IMAGE_CREATING", 3: "IMAGE_FAILED", 4: "SUBMIT_TRYING",
+    5: "SUBMIT_FAILED", 6: "DELETE_FAILED", 7: "WAITING", 8: "RUNNING", 9: "KILLING",
+    10: "COMPLETED", 11: "FAILED", 12: "KILLED", 13: "CANCELED", 14: "LOST", 15: "SCALING",
+    16: "SUBMIT_MODEL_FAILED", 17: "DEPLOY_SERVICE_FAILED", 18: "CHECK_INIT",
+    19: "CHECK_RUNNING", 20: "CHECK_RUNNING_COMPLETED", 21: "CHECK_FAILED", 22: "MOUNT_FAILED",
+}
+
+FINAL_STATUSES: frozenset[int] = frozenset({10, 3, 5, 6, 11, 12, 13, 14, 16, 17, 21, 22})
+IN_PROGRESS_STATUSES: frozenset[int] = frozenset({1, 2, 4, 7, 8, 9, 15, 18, 19})
+
+
+def status_name(code: int | None) -> str | None:
+    return None if code is None else STATUS_NAMES.get(code)
+
+
+def is_final(code: int | None) -> bool:
+    return code in FINAL_STATUSES
