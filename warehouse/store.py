@@ -142,14 +142,7 @@ class Warehouse:
 
     def _repair(self) -> None:
         """Finish what a crashed writer left: derive landed-but-underived raw rows, export dirty partitions."""
-        pending = self.con.sql(
-            "SELECT r.* FROM raw_payloads r JOIN _underived u USING (project_id, source, payload_sha256) "
-            "ORDER BY r.load_id, r.fetched_at"
-        ).to_arrow_table()
-        if pending.num_rows:
-            for load_id in sorted(set(pending.column("load_id").to_pylist())):
-                part = pending.filter(pa.compute.equal(pending.column("load_id"), load_id))
-                self._derive(_records_from_raw(part), load_id)
+        self.derive_pending(export=False)
         self.export()
 
     # -- reading what is stored --------------------------------------------------
@@ -161,25 +154,52 @@ class Warehouse:
         return {(job, version): bool(final) for job, version, final in rows}
 
     # -- writing -----------------------------------------------------------------
-    def land(self, records: Iterable[RawRecord], *, batch_records: int = DEFAULT_BATCH_RECORDS,
+    def land(self, records: Iterable[RawRecord], *, derive: bool = True, batch_records: int = DEFAULT_BATCH_RECORDS,
              batch_bytes: int = DEFAULT_BATCH_BYTES, export: bool = True) -> LoadReport:
         """Store raw bodies, derive the tidy tables from the new ones, export Parquet.
 
-        Streams: at most one batch of records is held in memory at a time.
+        Streams: at most one batch of records is held in memory at a time. With
+        `derive=False` only the raw bodies are stored; `derive_pending()` derives them later.
         """
         load_id = new_load_id()
         report = LoadReport(load_id=load_id)
         for chunk in _chunks(records, batch_records, batch_bytes):
-            report.add(self._land_chunk(chunk, load_id))
+            report.add(self._land_chunk(chunk, load_id, derive))
         if export:
             self.export()
         return report
 
-    def _land_chunk(self, chunk: list[RawRecord], load_id: str) -> LoadReport:
+    def derive_pending(self, project_id: str | None = None, *, export: bool = True) -> LoadReport:
+        """Derive tidy rows for raw bodies landed with `derive=False` (or left by a crash)."""
+        report = LoadReport(load_id="pending")
+        where = "WHERE r.project_id = $project" if project_id else ""
+        params = {"project": project_id} if project_id else {}
+        reader = self.con.cursor()
+        try:
+            batches = reader.sql(
+                "SELECT r.* FROM raw_payloads r JOIN _underived u USING (project_id, source, payload_sha256) "
+                f"{where} ORDER BY r.load_id, r.fetched_at", params=params,
+            ).to_arrow_reader(DEFAULT_BATCH_RECORDS)
+            for rb in batches:
+                report.add(self._derive_raw_rows(pa.Table.from_batches([rb])))
+        finally:
+            reader.close()
+        if export:
+            self.export()
+        return report
+
+    def _derive_raw_rows(self, table: pa.Table) -> LoadReport:
+        report = LoadReport()
+        for load_id in dict.fromkeys(table.column("load_id").to_pylist()):
+            part = table.filter(pa.compute.equal(table.column("load_id"), load_id))
+            report.add(self._derive(_records_from_raw(part), load_id, part.column("payload_sha256").to_pylist()))
+        return report
+
+    def _land_chunk(self, chunk: list[RawRecord], load_id: str, derive: bool) -> LoadReport:
         for record in chunk:
             validate_project_id(record.project_id)
         fresh, shas = self._land_raw(chunk, load_id)
-        report = self._derive(fresh, load_id, shas)
+        report = self._derive(fresh, load_id, shas) if derive else LoadReport(projects={r.project_id for r in fresh})
         report.duplicates = len(chunk) - len(fresh)
         report.landed = len(fresh)
         return report
@@ -310,28 +330,27 @@ class Warehouse:
         con.unregister("batch_rejected")
 
     def rebuild(self) -> LoadReport:
-        """Drop every derived row and derive it again from raw_payloads, in landing order."""
+        """Drop every derived row and derive it again from raw_payloads, in landing order.
+
+        The drop and the "still to derive" marks commit together, so a rebuild that is
+        killed half-way is finished by the next writer that opens the warehouse.
+        """
         con = self.con
-        con.execute("BEGIN")
-        for table in schema.TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
-            con.execute(f'DELETE FROM "{table.name}"')
-        con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
-                    "(SELECT DISTINCT project_id FROM raw_payloads) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
-                    [[t.name for t in schema.TIDY_TABLES] + ["jobs", "rejected_payloads"]])
-        con.execute("COMMIT")
-        report = LoadReport(load_id="rebuild")
-        reader = con.cursor()
         try:
-            batches = reader.sql(
-                "SELECT * FROM raw_payloads ORDER BY load_id, fetched_at, source"
-            ).to_arrow_reader(DEFAULT_BATCH_RECORDS)
-            for rb in batches:
-                table = pa.Table.from_batches([rb])
-                for load_id in dict.fromkeys(table.column("load_id").to_pylist()):
-                    part = table.filter(pa.compute.equal(table.column("load_id"), load_id))
-                    report.add(self._derive(_records_from_raw(part), load_id))
-        finally:
-            reader.close()
+            con.execute("BEGIN")
+            for table in schema.TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
+                con.execute(f'DELETE FROM "{table.name}"')
+            con.execute("DELETE FROM _underived")
+            con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM raw_payloads")
+            con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
+                        "(SELECT DISTINCT project_id FROM raw_payloads) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
+                        [[t.name for t in schema.TIDY_TABLES] + ["jobs"]])
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        report = self.derive_pending(export=False)
+        report.load_id = "rebuild"
         self.export(full=True)
         return report
 
