@@ -8,6 +8,7 @@ which are most of the data, are converted to doubles in one vectorised Arrow cas
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -153,9 +154,13 @@ def _to_int(value, bounds, field, table, issues):
         return None
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer() and bounds[0] <= value <= bounds[1]:
-        issues.add(table, field, value, "coerced_from_float")
-        return int(value)
+    if isinstance(value, float):
+        if not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+            issues.add(table, field, repr(value), "out_of_range")
+            return None
+        if value.is_integer():
+            issues.add(table, field, value, "coerced_from_float")
+            return int(value)
     if isinstance(value, str):
         try:
             number = int(value.strip())
@@ -181,8 +186,13 @@ def _to_str(value, field, table, issues):
 
 
 def _to_float(value, field, table, issues):
-    if type(value) is float or value is None:
-        return value
+    if value is None:
+        return None
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        issues.add(table, field, repr(value), "out_of_range")
+        return None
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -241,13 +251,7 @@ def decode(record: RawRecord) -> dict:
     """Bytes -> the payload object, or a Rejection saying why not."""
     if record.http_status is not None and not 200 <= record.http_status < 300:
         raise Rejection("fetch", "http_error", f"HTTP {record.http_status}{_api_error_suffix(record.body)}")
-    try:
-        payload = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        kind = "invalid_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
-        if kind == "invalid_json" and ("end of" in str(exc) or "EOF" in str(exc)):
-            kind = "truncated_json"
-        raise Rejection("decode", kind, f"{kind.replace('_', ' ')}: {exc}") from None
+    payload = _loads(record.body)
     if not isinstance(payload, dict):
         raise Rejection("decode", "not_an_object", f"expected a JSON object, got {type(payload).__name__}")
     if payload.get("is_success") is False:
@@ -255,6 +259,25 @@ def decode(record: RawRecord) -> dict:
         message = payload.get("error_message", payload.get("error_msg"))
         raise Rejection("validate", "api_error", f"API error {code}: {message}")
     return payload
+
+
+def _loads(body: bytes):
+    """orjson, falling back to the stdlib for valid JSON orjson refuses (integers past 64 bits, 1e400)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+    if not body.strip():
+        raise Rejection("decode", "empty_body", "empty body")
+    if "utf-8" in reason.lower():
+        raise Rejection("decode", "invalid_utf8", f"invalid utf-8: {reason}")
+    if "recursion" not in reason:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            pass
+    kind = "truncated_json" if "end of data" in reason or "EOF" in reason else "invalid_json"
+    raise Rejection("decode", kind, f"{kind.replace('_', ' ')}: {reason}")
 
 
 def _api_error_suffix(body: bytes) -> str:
@@ -590,3 +613,4 @@ def _append_rejected(rejected: dict, record: RawRecord, sha: str, rej: Rejection
     rejected["error_kind"].append(rej.kind)
     rejected["error_message"].append(rej.message[:RAW_VALUE_LIMIT])
     rejected["rejected_at"].append(record.fetched_at)
+    rejected["load_id"].append(None)  # set by the store

@@ -35,6 +35,8 @@ def connect(warehouse: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnec
         raise WarehouseError(f"no warehouse at {root}: run `modelarts-etl ingest` or `sync` first, or pass the folder")
     try:
         return duckdb.connect(str(db), read_only=True)
+    except duckdb.ConnectionException:
+        pass  # this process holds the writer's connection, with another configuration
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise WarehouseError(f"cannot open {db}: {exc}") from None

@@ -135,8 +135,6 @@ class Warehouse:
     def _create_tables(self) -> None:
         for table in schema.ALL_TABLES:
             self.con.execute(table.ddl())
-        for name in APPEND_TABLES:
-            self.con.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS load_id VARCHAR')
         for ddl in _INTERNAL_DDL:
             self.con.execute(ddl)
 
@@ -254,6 +252,9 @@ class Warehouse:
             con.register("derived", batch.raw_keys)
             con.execute("DELETE FROM _underived u USING derived d WHERE u.project_id = d.project_id "
                         "AND u.source = d.source AND u.payload_sha256 = d.payload_sha256")
+            con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', r.project_id, r.load_id "
+                        "FROM raw_payloads r JOIN derived d USING (project_id, source, payload_sha256) "
+                        "WHERE r.job_id IS DISTINCT FROM d.job_id OR r.version_id IS DISTINCT FROM d.version_id")
             con.execute("UPDATE raw_payloads r SET job_id = d.job_id, version_id = d.version_id FROM derived d "
                         "WHERE r.project_id = d.project_id AND r.source = d.source "
                         "AND r.payload_sha256 = d.payload_sha256 AND (r.job_id IS DISTINCT FROM d.job_id "
@@ -314,7 +315,9 @@ class Warehouse:
     def _insert_rejected(self, batch: FlatBatch, load_id: str) -> None:
         if batch.rejected.num_rows == 0:
             return
-        rejected = batch.rejected.append_column("load_id", pa.array([load_id] * batch.rejected.num_rows, pa.string()))
+        rejected = batch.rejected.set_column(
+            batch.rejected.schema.get_field_index("load_id"), "load_id",
+            pa.array([load_id] * batch.rejected.num_rows, pa.string()))
         con = self.con
         con.register("batch_rejected", rejected)
         con.execute(
@@ -367,8 +370,20 @@ class Warehouse:
                     f'SELECT DISTINCT project_id, load_id FROM "{name}"').fetchall()]
         for table_name, project_id, load_id in sorted(set(dirty), key=lambda d: (d[0], d[1], d[2] or "")):
             self._export_partition(table_name, project_id, load_id if table_name in APPEND_TABLES else None)
+        for project_id in {d[1] for d in dirty}:
+            self._export_placeholders(project_id)
         con.execute("DELETE FROM _dirty")
         (self.root / PARQUET_DIR).mkdir(parents=True, exist_ok=True)
+
+    def _export_placeholders(self, project_id: str) -> None:
+        """An empty file where a project has no file yet, so every table's glob always matches."""
+        for table in schema.ALL_TABLES:
+            folder = self.root / PARQUET_DIR / table.name / project_id
+            if not any(folder.glob("*.parquet")):
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp, target = folder / ".empty.parquet.tmp", folder / "empty.parquet"
+                self.con.execute(f"COPY (SELECT * FROM \"{table.name}\" LIMIT 0) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+                os.replace(tmp, target)
 
     def _export_partition(self, table_name: str, project_id: str, load_id: str | None) -> None:
         folder = self.root / PARQUET_DIR / table_name / validate_project_id(project_id)
@@ -412,8 +427,8 @@ def _raw_table(chunk: list[RawRecord], load_id: str) -> pa.Table:
         cols["payload_sha256"].append(sha256_hex(r.body))
         cols["byte_size"].append(len(r.body))
         cols["payload"].append(r.body)
-    table = pa.Table.from_pydict(cols, schema=schema.RAW_PAYLOADS.schema)
-    return table.append_column("load_id", pa.array([load_id] * len(chunk), pa.string()))
+        cols["load_id"].append(load_id)
+    return pa.Table.from_pydict(cols, schema=schema.RAW_PAYLOADS.schema)
 
 
 def _chunks(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> Iterator[list[RawRecord]]:

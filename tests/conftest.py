@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from warehouse.records import RawRecord
+from warehouse.store import Warehouse
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def seed_bytes() -> bytes:
+    """The seed document's example payload, with its `"spec_code": ,` repaired to null."""
+    return (DATA / "seed_example.json").read_bytes()
+
+
+@pytest.fixture
+def wh_dir(tmp_path) -> Path:
+    return tmp_path / "wh"
+
+
+def land(root: Path, bodies, project_id: str = "proj1", **kwargs):
+    """Land bodies (bytes, or (bytes, source) pairs) the way `ingest` does."""
+    records = []
+    for n, body in enumerate(bodies):
+        body, source = body if isinstance(body, tuple) else (body, f"test:{n}")
+        records.append(RawRecord(body=body, project_id=project_id, source=source))
+    with Warehouse.open(root) as wh:
+        return wh.land(records, **kwargs)
+
+
+def rows(root: Path, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def dicts(root: Path, sql: str) -> list[dict]:
+    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).to_arrow_table().to_pylist()
+    finally:
+        con.close()

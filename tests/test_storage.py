@@ -1,0 +1,189 @@
+"""Storage guarantees: Parquet and DuckDB agree, upserts replace, re-runs change nothing."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import duckdb
+import pandas as pd
+import pytest
+
+from conftest import land, rows
+from warehouse import connect, load, schema
+from warehouse.records import RawRecord
+from warehouse.store import Warehouse, WarehouseBusy, WarehouseError
+
+
+def _version(seed_bytes, job_id, version_id, status=10, n_params=1, create_time=1524189990635, **extra) -> bytes:
+    payload = json.loads(seed_bytes)
+    payload.update(job_id=job_id, version_id=version_id, status=status, create_time=create_time, **extra)
+    payload["parameter"] = [{"label": f"p{i}", "value": i} for i in range(n_params)]
+    return json.dumps(payload).encode()
+
+
+def snapshot(root) -> dict[str, list]:
+    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    try:
+        return {t.name: sorted(con.execute(f"SELECT * EXCLUDE (load_id) FROM {t.name}" if t.name in
+                                           ("raw_payloads", "rejected_payloads") else f"SELECT * FROM {t.name}"
+                                           ).fetchall(), key=repr)
+                for t in schema.ALL_TABLES}
+    finally:
+        con.close()
+
+
+def assert_parquet_matches_duckdb(root):
+    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    try:
+        for table in schema.ALL_TABLES:
+            glob = f"{root}/parquet/{table.name}/**/*.parquet"
+            pq = f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)"
+            for a, b in ((f"SELECT * FROM {table.name}", pq), (pq, f"SELECT * FROM {table.name}")):
+                diff = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchall()[0][0]
+                assert diff == 0, table.name
+            frame = pd.read_parquet(root / "parquet" / table.name)
+            assert len(frame) == con.execute(f"SELECT count(*) FROM {table.name}").fetchall()[0][0]
+            assert list(frame.columns) == [c.name for c in table.columns] or table.name in (
+                "raw_payloads", "rejected_payloads")
+    finally:
+        con.close()
+
+
+def test_parquet_and_duckdb_hold_the_same_rows(wh_dir, seed_bytes):
+    bodies = [_version(seed_bytes, j, v) for j in range(3) for v in range(2)] + [b"not json"]
+    land(wh_dir, bodies, project_id="123")  # digits only: must stay VARCHAR, not become BIGINT
+    land(wh_dir, [_version(seed_bytes, 9, 9)], project_id="other-proj")
+    assert_parquet_matches_duckdb(wh_dir)
+    assert rows(wh_dir, "SELECT DISTINCT typeof(project_id) FROM job_versions") == [("VARCHAR",)]
+
+
+def test_reloading_a_version_replaces_all_its_rows(wh_dir, seed_bytes):
+    land(wh_dir, [(_version(seed_bytes, 1, 1, status=8, n_params=5), "v1"), (_version(seed_bytes, 1, 2), "v2")])
+    land(wh_dir, [(_version(seed_bytes, 1, 1, status=10, n_params=2), "v1")])
+    assert rows(wh_dir, "SELECT version_id, status FROM job_versions ORDER BY 1") == [(1, 10), (2, 10)]
+    assert rows(wh_dir, "SELECT version_id, count(*) FROM parameters GROUP BY 1 ORDER BY 1") == [(1, 2), (2, 1)]
+    assert rows(wh_dir, "SELECT count(*) FROM system_metric_samples") == [(42,)]
+    assert rows(wh_dir, "SELECT count(*) FROM raw_payloads") == [(3,)]  # both bodies of v1 kept
+    for table in schema.TIDY_TABLES:
+        key = ", ".join(table.key)
+        assert rows(wh_dir, f"SELECT count(*) FROM (SELECT {key} FROM {table.name} GROUP BY ALL HAVING count(*) > 1)"
+                    ) == [(0,)], table.name
+    assert_parquet_matches_duckdb(wh_dir)
+
+
+def test_loading_the_same_payloads_twice_changes_nothing(wh_dir, seed_bytes):
+    bodies = [(_version(seed_bytes, j, 1), f"f{j}") for j in range(4)] + [(b"{", "bad")]
+    land(wh_dir, bodies)
+    before = snapshot(wh_dir)
+    report = land(wh_dir, bodies)
+    assert report.landed == 0 and report.duplicates == 5
+    assert snapshot(wh_dir) == before
+
+
+def test_last_copy_of_a_version_in_one_batch_wins(wh_dir, seed_bytes):
+    land(wh_dir, [(_version(seed_bytes, 1, 1, status=8), "a"), (_version(seed_bytes, 1, 1, status=11), "b")])
+    assert rows(wh_dir, "SELECT status FROM job_versions") == [(11,)]
+
+
+def test_jobs_summarise_their_latest_version(wh_dir, seed_bytes):
+    land(wh_dir, [
+        _version(seed_bytes, 5, 1, status=10, create_time=1000, job_name="old"),
+        _version(seed_bytes, 5, 3, status=8, create_time=3000, job_name="new"),
+        _version(seed_bytes, 5, 2, status=11, create_time=3000, job_name="tie"),
+    ])
+    assert rows(wh_dir, "SELECT job_name, latest_version_id, latest_status_name, latest_is_final, version_count, "
+                        "epoch_ms(first_create_time), epoch_ms(last_create_time) FROM jobs") == [
+        ("new", 3, "RUNNING", False, 3, 1000, 3000)]
+
+
+def test_version_states_drive_incremental_sync(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, 1, status=10), _version(seed_bytes, 1, 2, status=8)])
+    with Warehouse.open(wh_dir) as wh:
+        assert wh.version_states("proj1") == {(1, 1): True, (1, 2): False}
+        assert wh.version_states("nope") == {}
+
+
+def test_invalid_project_id_is_a_clear_error(wh_dir, seed_bytes):
+    for bad in ("../etc", "a'b", "x; DROP TABLE jobs", "", "a/b"):
+        with pytest.raises(WarehouseError, match="invalid project id"):
+            land(wh_dir, [seed_bytes], project_id=bad)
+    assert not any(p.name != "wh" for p in wh_dir.parent.iterdir() if p.is_dir() and p.name not in ("wh",))
+
+
+def test_second_writer_waits_then_stops_with_a_clear_message(wh_dir, seed_bytes):
+    with Warehouse.open(wh_dir):
+        with pytest.raises(WarehouseBusy, match="another writer is using the warehouse"):
+            with Warehouse.open(wh_dir, lock_timeout=0.2):
+                pass
+
+
+def test_writers_are_serialised(wh_dir, seed_bytes):
+    errors = []
+
+    def write(job):
+        try:
+            land(wh_dir, [_version(seed_bytes, job, 1)])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rows(wh_dir, "SELECT count(*) FROM job_versions") == [(4,)]
+    assert_parquet_matches_duckdb(wh_dir)
+
+
+def test_readers_fall_back_to_parquet_while_a_writer_holds_the_file(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, 1)])
+    with Warehouse.open(wh_dir) as wh:
+        wh.land([RawRecord(body=_version(seed_bytes, 2, 1), project_id="proj1", source="x")], export=False)
+        frame = load("job_versions", wh_dir)  # the writer holds the file: last export is read
+        assert frame["job_id"].tolist() == [1]
+    assert sorted(load("job_versions", wh_dir)["job_id"]) == [1, 2]
+    con = connect(wh_dir)
+    with pytest.raises(duckdb.Error):
+        con.execute("DELETE FROM jobs")
+    con.close()
+
+
+def test_load_filters_and_rejects_unknown_tables(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, 1), _version(seed_bytes, 2, 1)])
+    assert load("parameters", wh_dir, where="job_id = 2")["job_id"].tolist() == [2]
+    with pytest.raises(WarehouseError, match="unknown table"):
+        load("nope", wh_dir)
+    with pytest.raises(WarehouseError, match="no warehouse"):
+        load("jobs", wh_dir / "missing")
+
+
+def test_unexported_changes_are_exported_by_the_next_writer(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, 1)])
+    with Warehouse.open(wh_dir) as wh:
+        wh.land([RawRecord(body=_version(seed_bytes, 2, 1), project_id="proj1", source="x")], export=False)
+    with Warehouse.open(wh_dir):
+        pass
+    assert_parquet_matches_duckdb(wh_dir)
+
+
+def test_landed_but_underived_payloads_are_derived_later(wh_dir, seed_bytes):
+    with Warehouse.open(wh_dir) as wh:
+        report = wh.land([RawRecord(body=_version(seed_bytes, 1, 1), project_id="proj1", source="x")], derive=False)
+        assert report.landed == 1 and report.versions_loaded == 0
+        assert wh.con.execute("SELECT count(*) FROM job_versions").fetchall() == [(0,)]
+        assert wh.derive_pending("proj1").versions_loaded == 1
+        assert wh.derive_pending("proj1").versions_loaded == 0
+    assert_parquet_matches_duckdb(wh_dir)
+
+
+def test_rebuild_reproduces_the_tables_exactly(wh_dir, seed_bytes):
+    land(wh_dir, [(_version(seed_bytes, 1, 1, status=8), "a"), (b"{oops", "b")])
+    land(wh_dir, [(_version(seed_bytes, 1, 1, status=10, n_params=3), "a"), (_version(seed_bytes, 2, 1), "c")])
+    before = snapshot(wh_dir)
+    with Warehouse.open(wh_dir) as wh:
+        wh.con.execute("DELETE FROM parameters")  # as if a parser bug had lost them
+        wh.rebuild()
+    assert snapshot(wh_dir) == before
+    assert_parquet_matches_duckdb(wh_dir)
