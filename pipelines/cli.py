@@ -8,7 +8,7 @@ import click
 
 from warehouse.files import InputError, iter_file_records
 from warehouse.reader import warehouse_dir
-from warehouse.store import LoadReport, Warehouse, WarehouseError, validate_project_id
+from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, WarehouseError, validate_project_id
 
 WAREHOUSE_OPTION = click.option(
     "--warehouse", "warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
@@ -26,13 +26,16 @@ def main() -> None:
 @click.option("--project-id", required=True, envvar="MODELARTS_PROJECT_ID", help="Project the payloads belong to.")
 @WAREHOUSE_OPTION
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
-def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_secrets: bool) -> None:
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_RECORDS, show_default=True,
+              help="Payloads parsed and written per transaction (bounds memory).")
+def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_secrets: bool,
+           batch_size: int) -> None:
     """Load payload files (.json, .jsonl, or folders of them) as if fetched."""
     started = time.perf_counter()
     with _user_errors():
         validate_project_id(project_id)
         with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
-            report = wh.land(iter_file_records(paths, project_id))
+            report = wh.land(iter_file_records(paths, project_id), batch_records=batch_size)
     _print_report(report, time.perf_counter() - started)
 
 

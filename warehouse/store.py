@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
-from warehouse import schema
+from warehouse import failpoints, schema
 from warehouse.flatten import FlatBatch, flatten
 from warehouse.records import RawRecord
 
@@ -140,6 +140,8 @@ class Warehouse:
 
     def _repair(self) -> None:
         """Finish what a crashed writer left: derive landed-but-underived raw rows, export dirty partitions."""
+        for stale in (self.root / PARQUET_DIR).glob("*/*/.*.tmp"):
+            stale.unlink()  # a crashed export's half-written file; never visible to readers
         self.derive_pending(export=False)
         self.export()
 
@@ -226,12 +228,14 @@ class Warehouse:
                 con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM new_raw")
                 con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
                 con.unregister("new_raw")
+            failpoints.hit("raw_before_commit")
             con.execute("COMMIT")
         except BaseException:
             _rollback(con)
             raise
         finally:
             con.unregister("batch_raw")
+        failpoints.hit("raw_committed")
         shas = raw.column("payload_sha256").to_pylist()
         return [chunk[i] for i in keep], [shas[i] for i in keep]
 
@@ -260,10 +264,12 @@ class Warehouse:
                         "AND r.payload_sha256 = d.payload_sha256 AND (r.job_id IS DISTINCT FROM d.job_id "
                         "OR r.version_id IS DISTINCT FROM d.version_id)")
             con.unregister("derived")
+            failpoints.hit("derive_before_commit")
             con.execute("COMMIT")
         except BaseException:
             _rollback(con)
             raise
+        failpoints.hit("derive_committed")
         return report
 
     def _upsert_versions(self, batch: FlatBatch) -> None:
@@ -398,7 +404,9 @@ class Warehouse:
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
             params,
         )
+        failpoints.hit("export_tmp_written")
         os.replace(tmp, target)
+        failpoints.hit("export_partition_done")
 
 
 def _records_from_raw(table: pa.Table) -> list[RawRecord]:
