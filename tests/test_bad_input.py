@@ -211,3 +211,15 @@ def test_redaction_can_be_turned_off(wh_dir, seed_bytes):
     with Warehouse.open(wh_dir, redact=False) as wh:
         wh.land([RawRecord(body=body, project_id="proj1", source="s")])
     assert rows(wh_dir, "SELECT value FROM parameters") == [("hunter2",)]
+
+
+def test_a_50_mb_payload_loads(wh_dir, seed_bytes):
+    payload = json.loads(seed_bytes)
+    payload["job_desc"] = "x" * (25 * 1024 * 1024)
+    payload["system_metric_list"]["cpuUsage"] = ["1.5"] * (4 * 1024 * 1024)
+    body = json.dumps(payload).encode()
+    assert len(body) > 50 * 1024 * 1024
+    report = land(wh_dir, [body])
+    assert report.versions_loaded == 1
+    assert rows(wh_dir, "SELECT length(job_desc) FROM job_versions") == [(25 * 1024 * 1024,)]
+    assert rows(wh_dir, "SELECT count(*) FROM system_metric_samples WHERE metric = 'cpuUsage'") == [(4 * 1024 * 1024,)]
