@@ -1,0 +1,322 @@
+"""HTTP access to the ModelArts v1 training-job API.
+
+One pooled `requests.Session` per endpoint, shared by all worker threads. Every
+request has a (connect, read) timeout, passes the shared rate limiter, carries fresh
+auth headers, and is retried on 429/5xx/connection errors/timeouts/bodies cut short
+(never on other 4xx). A 401 gets one credential refresh and one more try.
+
+Safety rules enforced here:
+- Redirects are never followed: `requests` would carry X-Auth-Token to whatever host
+  the Location names. A redirect is reported as a wrong endpoint instead.
+- TLS certificates are verified unless `verify=False` is passed explicitly, which warns.
+- Credentials never appear in URLs (so not in `RawRecord.source`) or in error messages.
+
+A detail answer is returned as it came (any status, any body) so that it can be landed
+raw and judged by the warehouse; list answers are checked by `read_list`, which raises.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning, NameResolutionError
+
+from pipelines.modelarts.errors import ApiError, AuthError, EndpointError, ModelArtsError, ProjectError
+from pipelines.modelarts.ratelimit import RateLimiter
+from pipelines.modelarts.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from warehouse.records import JOB_LIST, VERSION_DETAIL, VERSION_LIST, RawRecord, utc_now
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "modelarts-etl/0.1 (+python-requests)"
+DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+PROJECT_MISMATCH = "ModelArts.0210"
+
+
+@dataclass
+class Response:
+    """The final answer to one logical GET, after retries; `status` None means no answer at all."""
+
+    url: str
+    kind: str
+    project_id: str
+    status: int | None
+    body: bytes
+    retries: int
+    error: str | None = None  # why there is no answer (status None)
+    job_id: int | None = None
+    version_id: int | None = None
+    fetched_at: datetime = field(default_factory=utc_now)
+
+    def record(self) -> RawRecord:
+        return RawRecord(body=self.body, project_id=self.project_id, source=self.url, kind=self.kind,
+                         http_status=self.status, job_id=self.job_id, version_id=self.version_id,
+                         fetched_at=self.fetched_at)
+
+
+class ClientStats:
+    """Counters shared by the worker threads of one client."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # attempts sent, per kind
+        self.retries = 0  # attempts beyond the first, including the one after a credential refresh
+        self.refreshes = 0
+
+    def add(self, *, kind: str | None = None, retry: bool = False, refresh: bool = False) -> None:
+        with self._lock:
+            if kind:
+                self.requests[kind] += 1
+            if retry or refresh:
+                self.retries += 1
+            if refresh:
+                self.refreshes += 1
+
+    def totals(self) -> tuple[int, int]:
+        """(requests sent, retries) so far."""
+        with self._lock:
+            return sum(self.requests.values()), self.retries
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """`https://host[:port][/prefix]` without a trailing slash; refuses credentials in the URL."""
+    endpoint = (endpoint or "").strip().rstrip("/")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointError("the endpoint must look like https://modelarts.<region>.myhuaweicloud.com")
+    if parts.username or parts.password:
+        raise EndpointError("the endpoint URL must not contain credentials; put them in the environment")
+    if parts.query or parts.fragment:
+        raise EndpointError("the endpoint URL must not have a query or fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        log.warning("endpoint %s uses plain http: credentials and data cross the network unencrypted", endpoint)
+    return endpoint
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _no_netrc(request):
+    """Set as session.auth so `requests` never swaps our headers for ~/.netrc credentials."""
+    return request
+
+
+def make_session(pool_size: int, verify: bool) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = verify
+    session.auth = _no_netrc
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    return session
+
+
+class ModelArtsClient:
+    """The three v1 endpoints of one ModelArts endpoint (region)."""
+
+    def __init__(self, endpoint: str, auth, *, concurrency: int = 8, rate: float | None = None,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
+                 verify: bool = True):
+        self.endpoint = normalize_endpoint(endpoint)
+        self.auth = auth
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.limiter = RateLimiter(rate, burst=max(1, concurrency))
+        self.stats = ClientStats()
+        if not verify:
+            warnings.warn(f"TLS certificate verification is DISABLED for {self.endpoint}: anyone on the path can "
+                          "read the credentials. Use this only against a test endpoint.", stacklevel=2)
+            log.warning("TLS certificate verification is DISABLED for %s", self.endpoint)
+            warnings.filterwarnings("once", category=InsecureRequestWarning)
+        self.session = make_session(concurrency + 2, verify)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "ModelArtsClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the endpoints -------------------------------------------------------------
+    def url(self, path: str, **query) -> str:
+        """Query parameters in a fixed order, already encoded: what is signed is what is sent."""
+        return f"{self.endpoint}{path}" + (f"?{urlencode(query)}" if query else "")
+
+    def list_jobs(self, project_id: str, *, page: int, per_page: int) -> Response:
+        """Oldest first, so jobs created while paging land on later pages instead of shifting earlier ones."""
+        url = self.url(f"/v1/{project_id}/training-jobs", per_page=per_page, page=page, sortBy="create_time",
+                       order="asc")
+        return self.get(url, project_id=project_id, kind=JOB_LIST)
+
+    def list_versions(self, project_id: str, job_id: int, *, page: int, per_page: int) -> Response:
+        url = self.url(f"/v1/{project_id}/training-jobs/{job_id}/versions", per_page=per_page, page=page)
+        return self.get(url, project_id=project_id, kind=VERSION_LIST, job_id=job_id)
+
+    def version_detail(self, project_id: str, job_id: int, version_id: int) -> Response:
+        url = self.url(f"/v1/{project_id}/training-jobs/{job_id}/versions/{version_id}")
+        return self.get(url, project_id=project_id, kind=VERSION_DETAIL, job_id=job_id, version_id=version_id)
+
+    # -- one logical GET -------------------------------------------------------------
+    def get(self, url: str, *, project_id: str, kind: str, job_id: int | None = None,
+            version_id: int | None = None) -> Response:
+        """GET with retries. Raises only what no retry can fix (auth, project, redirect, TLS, DNS)."""
+        retries, refreshed = 0, False
+        while True:
+            self.limiter.acquire()
+            headers = self.auth.headers("GET", url, project_id)
+            self.stats.add(kind=kind)
+            try:
+                resp = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+                status, body = resp.status_code, resp.content
+            except requests.exceptions.RequestException as exc:
+                problem = self._transport_problem(exc)
+                if retries < self.retry.max_retries:
+                    retries += 1
+                    self.stats.add(retry=True)
+                    time.sleep(self.retry.wait(retries))
+                    continue
+                return Response(url, kind, project_id, None, b"", retries, problem, job_id, version_id)
+            if status == 401 and not refreshed and self.auth.refresh(project_id, headers):
+                refreshed = True
+                self.stats.add(refresh=True)
+                continue
+            if status in (401, 403):
+                raise self._refusal(status, body, project_id)
+            if 300 <= status < 400:
+                raise self._redirected(url, status, resp.headers.get("Location", ""))
+            if status in RETRYABLE_STATUSES and retries < self.retry.max_retries:
+                retries += 1
+                self.stats.add(retry=True)
+                self._back_off(retries, status, resp.headers.get("Retry-After"))
+                continue
+            return Response(url, kind, project_id, status, body, retries, None, job_id, version_id)
+
+    def _back_off(self, retry_number: int, status: int, retry_after_header: str | None) -> None:
+        """Sleep before a retry; a 429 holds back every thread of this client, not just this one."""
+        retry_after = parse_retry_after(retry_after_header) if status in (429, 503) else None
+        delay = self.retry.wait(retry_number, retry_after)
+        if status == 429:
+            self.limiter.pause_until(time.monotonic() + delay)
+        else:
+            time.sleep(delay)
+
+    # -- turning failures into one clear line ----------------------------------------
+    def _transport_problem(self, exc: requests.exceptions.RequestException) -> str:
+        """A short description for a retryable failure; raises EndpointError for ones no retry fixes."""
+        host = urlsplit(self.endpoint).hostname
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise EndpointError(f"TLS verification failed for {host}: the certificate is not trusted or does not "
+                                "match; fix the endpoint (an --insecure run is for test endpoints only)") from None
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                            requests.exceptions.MissingSchema)):
+            raise EndpointError(f"invalid endpoint URL {self.endpoint}") from None
+        if _caused_by(exc, NameResolutionError):
+            raise EndpointError(f"cannot resolve the endpoint host {host}: check --endpoint") from None
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return "connection timed out"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return f"no answer within {self.timeout[1]:g} s"
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return "the body was cut short"
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return "the body could not be decoded"
+        text = str(exc).lower()
+        if "refused" in text:
+            return "connection refused"
+        if "remotedisconnected" in text or "aborted" in text or "reset" in text:
+            return "the connection closed without an answer"
+        return f"connection failed ({type(exc).__name__})"
+
+    def _refusal(self, status: int, body: bytes, project_id: str) -> ModelArtsError:
+        code, message = api_error(body)
+        detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        if code == PROJECT_MISMATCH:
+            return ProjectError(f"project {project_id} is unknown at {self.endpoint} or not covered by the "
+                                f"credentials ({detail}); check --project-id")
+        return AuthError(f"{self.endpoint} rejected the credentials ({detail}); auth used: {self.auth.describe()}")
+
+    def _redirected(self, url: str, status: int, location: str) -> EndpointError:
+        target = urlsplit(location)
+        where = f"{target.scheme}://{target.hostname}" if target.hostname else "another path"
+        return EndpointError(f"{self.endpoint} answered with a redirect (HTTP {status}) to {where}; it is not "
+                             "followed, so that credentials are not sent elsewhere: use the final address as "
+                             "--endpoint")
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    """Whether `kind` is anywhere in the chain of reasons/causes requests and urllib3 attach."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return True
+        todo.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+        todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return False
+
+
+def api_error(body: bytes) -> tuple[str | None, str | None]:
+    """(error_code, message) from an error body of either edition (error_message / error_msg)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    if isinstance(data.get("error"), dict):  # IAM's shape
+        data = data["error"]
+    code = data.get("error_code") or data.get("code")
+    message = data.get("error_message") or data.get("error_msg") or data.get("message")
+    return (str(code) if code is not None else None), (str(message)[:200] if message is not None else None)
+
+
+def read_list(client: ModelArtsClient, response: Response, what: str) -> dict:
+    """A list page's JSON object, or the error that explains why there is none."""
+    if response.status is None:
+        raise EndpointError(f"cannot reach {client.endpoint} for the {what}: {response.error} "
+                            f"(after {response.retries} retries)")
+    code, message = api_error(response.body)
+    detail = (f" {code}" if code else "") + (f": {message}" if message else "")
+    tries = f" after {response.retries} retries" if response.retries else ""
+    if response.status == 404 and not (code or "").startswith("ModelArts."):
+        raise EndpointError(f"{client.endpoint} is not a ModelArts v1 endpoint: the {what} answered HTTP 404"
+                            f"{detail}; check --endpoint")
+    if response.status != 200:
+        raise ApiError(f"the {what} failed: HTTP {response.status}{detail}{tries}", status=response.status,
+                       error_code=code)
+    try:
+        data = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        raise EndpointError(f"the {what} is not JSON (HTTP 200, {len(response.body)} bytes): is {client.endpoint} "
+                            "the ModelArts endpoint?") from None
+    if not isinstance(data, dict):
+        raise ApiError(f"the {what} is not a JSON object", status=200)
+    if data.get("is_success") is False:
+        if code == PROJECT_MISMATCH:
+            raise ProjectError(f"project {response.project_id} is unknown at {client.endpoint} ({code}); "
+                               "check --project-id")
+        raise ApiError(f"the {what} failed:{detail or ' is_success is false'}", status=200, error_code=code)
+    return data
