@@ -1,0 +1,81 @@
+"""What a materialization tells the Dagster UI about a table: row count, column schema, preview.
+
+Built from schema.py (the contract, with each column's doc) and the live DuckDB
+table, so the UI shows what is stored, not what an asset body believed it wrote.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+
+from warehouse import schema
+
+PREVIEW_ROWS = 5
+PREVIEW_COLUMNS = 8  # job_versions has 50 columns; a preview is a glance, not a dump
+PREVIEW_CELL_CHARS = 40
+
+
+def column_schema(table_name: str) -> dg.TableSchema:
+    """The contract's columns, typed as DuckDB stores them, with their docs as descriptions."""
+    table = schema.TABLES[table_name]
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.duckdb_type,
+                description=c.doc,
+                tags={"key": "true"} if c.name in table.key else None,
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def definition_metadata(table_name: str) -> dict[str, Any]:
+    """Static metadata, so the schema and key show in the UI before the first run."""
+    table = schema.TABLES[table_name]
+    return {
+        "dagster/column_schema": column_schema(table_name),
+        "dagster/table_name": f"modelarts.main.{table_name}",
+        "key": ", ".join(table.key),
+    }
+
+
+def project_row_count(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str) -> int:
+    return con.execute(f'SELECT count(*) FROM "{table_name}" WHERE project_id = ?', [project_id]).fetchone()[0]
+
+
+def preview_markdown(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str) -> str:
+    """A few rows of the project as a markdown table; binary payloads are left out (bytes say nothing)."""
+    table = schema.TABLES[table_name]
+    names = [c.name for c in table.columns if c.type != pa.binary()][:PREVIEW_COLUMNS]
+    cols = ", ".join(f'"{n}"' for n in names)
+    order = ", ".join(f'"{k}"' for k in table.key)
+    rows = con.execute(
+        f'SELECT {cols} FROM "{table_name}" WHERE project_id = ? ORDER BY {order} LIMIT {PREVIEW_ROWS}',
+        [project_id],
+    ).fetchall()
+    if not rows:
+        return f"_no rows for project `{project_id}`_"
+    header = "| " + " | ".join(names) + " |\n|" + "---|" * len(names) + "\n"
+    body = "\n".join("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
+    more = "" if len(names) == len(table.columns) else f"\n\n_{len(table.columns) - len(names)} more columns_"
+    return header + body + more
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str) -> dict[str, Any]:
+    """Everything one table's materialization reports, for the partition's project."""
+    return {
+        "dagster/row_count": project_row_count(con, table_name, project_id),
+        "dagster/column_schema": column_schema(table_name),
+        "preview": dg.MetadataValue.md(preview_markdown(con, table_name, project_id)),
+    }

@@ -1,0 +1,66 @@
+"""The tidy tables, one asset each, all derived in one step from the landed raw payloads.
+
+One `@multi_asset` and not nine assets because the warehouse writes every table of a
+version in one transaction (`Warehouse.derive_pending`): nine steps would either
+repeat that work or show tables that were never written on their own. It cannot be
+subset for the same reason. The graph still shows each table, its schema and its
+row count, and a check can target each one.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.errors import user_errors
+from assets.loads import RAW_PAYLOADS, brought, latest_load_ids
+from assets.metadata import definition_metadata, table_metadata
+from pipelines.partitions import project_partitions
+from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
+from warehouse import schema
+
+TABLE_NAMES = (
+    "job_versions", "jobs", "parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes",
+    "rejected_payloads", "field_issues",
+)
+GROUP = "warehouse"
+
+
+def _spec(name: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name,
+        deps=[RAW_PAYLOADS],
+        description=schema.TABLES[name].doc,
+        group_name=GROUP,
+        kinds={"duckdb", "parquet"},
+        metadata=definition_metadata(name),
+    )
+
+
+TABLE_SPECS = [_spec(name) for name in TABLE_NAMES]
+
+
+@dg.multi_asset(
+    name="derive_tables",
+    specs=TABLE_SPECS,
+    partitions_def=project_partitions,
+    pool=WAREHOUSE_POOL,
+    description="Derive the tidy tables of the partition's project from its raw payloads not derived yet.",
+)
+def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    project_id = context.partition_key
+    load_ids = latest_load_ids(context.instance, project_id)
+    with user_errors(), warehouse.writer() as wh:
+        wh.derive_pending(project_id)
+        new = brought(wh.con, load_ids)
+        context.log.info(
+            f"project {project_id}: the latest sync brought {new['job_versions']} versions, "
+            f"{new['rejected_payloads']} rejected payloads, {new['field_issues']} field issues"
+        )
+        for name in TABLE_NAMES:
+            extra = {IN_RUN[name]: new[name]} if name in IN_RUN else {}
+            yield dg.MaterializeResult(asset_key=name, metadata={**table_metadata(wh.con, name, project_id), **extra})
+
+
+IN_RUN = {"job_versions": "versions_in_run", "rejected_payloads": "rejected_in_run",
+          "field_issues": "field_issues_in_run"}
+"""Per table, the metadata entry saying how many rows the run's sync brought."""

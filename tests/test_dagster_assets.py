@@ -1,0 +1,192 @@
+"""Every asset and check, materialized in-process through Dagster against the simulator over HTTP.
+
+Real parts only: a temporary DagsterInstance, a real warehouse folder, the simulator
+on loopback with a token, the resources as definitions.py builds them.
+"""
+import os
+
+os.environ.setdefault("MODELARTS_PROJECT_IDS", "proj-a,proj-b")  # before the code location loads: partitions
+
+import duckdb  # noqa: E402
+import pytest  # noqa: E402
+import dagster as dg  # noqa: E402
+
+from assets.checks import ALL_CHECKS  # noqa: E402
+from assets.extract import raw_payloads  # noqa: E402
+from assets.tables import TABLE_NAMES, derive_tables  # noqa: E402
+from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World  # noqa: E402
+from pipelines.partitions import project_partitions  # noqa: E402
+from pipelines.resources import ModelArtsResource, WarehouseResource  # noqa: E402
+from warehouse import schema  # noqa: E402
+
+PROJECTS = ["proj-a", "proj-b"]
+TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
+REJECTING_FAULTS = {"invalid_json", "not_success"}
+EVERYTHING = [raw_payloads, derive_tables, *ALL_CHECKS]
+
+
+
+@pytest.fixture(autouse=True)
+def _partitions_are_the_test_projects():
+    """Partitions are read once, when pipelines.partitions is first imported."""
+    keys = project_partitions.get_partition_keys()
+    assert keys == PROJECTS, (f"partitions are {keys}: pipelines.partitions was imported before this module set "
+                              "MODELARTS_PROJECT_IDS (set it in tests/conftest.py to make the order irrelevant)")
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    world = World(projects=PROJECTS, jobs=6, versions_per_job=(1, 4), seed=11, payload_fault_rate=0.35,
+                  payload_faults=("invalid_json", "not_success", "unknown_fields"))
+    faults = TransientFaults(rate=0.05, kinds=("throttle", "server_error"), seed=3, max_per_path=1, retry_after=0)
+    monkeypatch.setenv(TOKEN_VAR, "t0k")
+    with SimulatorServer(world, token="t0k", faults=faults) as server:
+        yield server
+
+
+@pytest.fixture
+def resources(sim, tmp_path):
+    return {
+        "modelarts": ModelArtsResource(endpoint=sim.url, project_ids=PROJECTS, token=dg.EnvVar(TOKEN_VAR), rate=0),
+        "warehouse": WarehouseResource(folder=str(tmp_path / "wh")),
+    }
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def materialize(project, resources, instance, **kwargs) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(EVERYTHING, partition_key=project, resources=resources, instance=instance, **kwargs)
+    assert result.success
+    return result
+
+
+def metadata(result, key: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key == dg.AssetKey(key)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def checks(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def db(resources) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(os.path.join(resources["warehouse"].folder, "modelarts.duckdb"), read_only=True)
+
+
+def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, resources, instance):
+    results = {p: materialize(p, resources, instance) for p in PROJECTS}
+
+    con = db(resources)
+    for project, result in results.items():
+        truth = sim.world.truth(project)
+        rejected = {(t.job_id, t.version_id) for t in truth if REJECTING_FAULTS & set(t.faults)}
+        raw = metadata(result, "raw_payloads")
+        assert raw["listed"] == raw["fetched"] == len(truth)
+        assert raw["skipped_final"] == 0 and raw["failed"] == 0
+        assert raw["retried"] >= 0 and len(raw["load_ids"]) >= 1
+
+        # the tables hold exactly the simulator's versions, less the rejected ones, with their status
+        stored = dict(((j, v), final) for j, v, final in con.execute(
+            "SELECT job_id, version_id, is_final FROM job_versions WHERE project_id = ?", [project]).fetchall())
+        assert stored == {(t.job_id, t.version_id): t.is_final for t in truth if (t.job_id, t.version_id) not in rejected}
+        assert rejected and con.execute("SELECT count(*) FROM rejected_payloads WHERE project_id = ?",
+                                        [project]).fetchone()[0] == len(rejected)
+
+        for table in TABLE_NAMES:
+            meta = metadata(result, table)
+            count = con.execute(f'SELECT count(*) FROM "{table}" WHERE project_id = ?', [project]).fetchone()[0]
+            assert meta["dagster/row_count"] == count, table
+            assert [c.name for c in meta["dagster/column_schema"].columns] == schema.TABLES[table].column_names
+            assert "|" in meta["preview"] or "no rows" in meta["preview"]
+        assert metadata(result, "job_versions")["versions_in_run"] == len(stored)
+        assert metadata(result, "rejected_payloads")["rejected_in_run"] == len(rejected)
+
+        # structural checks pass; the faults injected show as WARN, not as errors
+        evaluations = checks(result)
+        assert len(evaluations) == 31
+        failed = {k for k, e in evaluations.items() if not e.passed}
+        assert failed == {("rejected_payloads", "no_new_rejections"), ("field_issues", "no_new_unknown_fields")}
+        assert all(evaluations[k].severity == dg.AssetCheckSeverity.WARN for k in failed)
+        assert evaluations[("rejected_payloads", "no_new_rejections")].metadata["bad_rows"].value == len(rejected)
+
+    # one partition's run touched only its project; both projects exported to Parquet
+    assert con.execute("SELECT count(DISTINCT project_id) FROM job_versions").fetchone()[0] == 2
+    con.close()
+    parquet = os.path.join(resources["warehouse"].folder, "parquet", "job_versions")
+    assert sorted(os.listdir(parquet)) == PROJECTS
+
+
+def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resources, instance):
+    project = PROJECTS[0]
+    materialize(project, resources, instance)
+    changes = sim.world.advance(6 * 3600, new_versions=2, new_jobs=1)
+    result = materialize(project, resources, instance)
+
+    raw = metadata(result, "raw_payloads")
+    truth = sim.world.truth(project)
+    new_or_changed = {k[1:] for k in changes.changed if k[0] == project}
+    rejected_before = {(t.job_id, t.version_id) for t in truth
+                       if REJECTING_FAULTS & set(t.faults) and (t.job_id, t.version_id) not in new_or_changed}
+    assert raw["listed"] == len(truth)
+    # final versions are never fetched again; rejected ones are (they are not stored), and land as duplicates
+    assert raw["fetched"] == len(new_or_changed) + len(rejected_before)
+    assert raw["skipped_final"] == len(truth) - raw["fetched"]
+
+    new_rejections = {k for k in new_or_changed
+                      if any(REJECTING_FAULTS & set(t.faults) for t in truth if (t.job_id, t.version_id) == k)}
+    evaluation = checks(result)[("rejected_payloads", "no_new_rejections")]
+    assert evaluation.passed == (not new_rejections)
+    assert metadata(result, "rejected_payloads")["rejected_in_run"] == len(new_rejections)
+
+
+def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
+    project = PROJECTS[0]
+    materialize(project, resources, instance)
+    path = os.path.join(resources["warehouse"].folder, "modelarts.duckdb")
+    con = duckdb.connect(path)
+    con.execute("INSERT INTO parameters SELECT * FROM parameters LIMIT 1")  # a duplicate key
+    con.execute("INSERT INTO volumes (project_id, job_id, version_id, position) VALUES (?, 1, 2, 0)", [project])
+    con.execute("UPDATE class_metrics SET recall = 1.5 WHERE rowid = (SELECT min(rowid) FROM class_metrics)")
+    con.execute("UPDATE system_metric_samples SET value = -1 "
+                "WHERE rowid = (SELECT min(rowid) FROM system_metric_samples)")
+    con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
+    con.close()
+
+    # the checks alone, as "Execute checks" in the UI runs them: unpartitioned, over every project
+    result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
+                            instance=instance)
+    failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
+    assert set(failed) == {
+        ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
+        ("system_metric_samples", "no_negative_samples"), ("data_sources", "columns_match_contract"),
+    }
+    assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
+    assert failed[("volumes", "has_version")].metadata["samples"].value == [
+        {"project_id": project, "job_id": 1, "version_id": 2}]
+
+
+def test_secrets_reach_the_resource_only_as_environment_variable_references():
+    env = {"MODELARTS_ENDPOINT": "https://modelarts.cn-north-4.myhuaweicloud.com", "MODELARTS_TOKEN": "s3cret-token",
+           "HUAWEICLOUD_SDK_AK": "AKID", "HUAWEICLOUD_SDK_SK": "s3cret-sk", "MODELARTS_CONCURRENCY": "4"}
+    resource = ModelArtsResource.from_env(env)
+    assert resource.token == dg.EnvVar("MODELARTS_TOKEN") and isinstance(resource.token, dg.EnvVar)
+    assert isinstance(resource.secret_key, dg.EnvVar) and resource.iam_password is None  # unset: not referenced
+    assert resource.concurrency == 4
+    assert "s3cret" not in repr(resource)
+
+
+
+def test_a_refused_token_fails_the_partition_with_one_readable_line(sim, resources, instance, monkeypatch):
+    monkeypatch.setenv(TOKEN_VAR, "wrong")
+    result = dg.materialize(EVERYTHING, partition_key=PROJECTS[0], resources=resources, instance=instance,
+                            raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.user_failure_data
+    assert "401" in error.description or "token" in error.description.lower()
+    assert "wrong" not in error.description  # never the secret itself

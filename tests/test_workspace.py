@@ -1,0 +1,71 @@
+"""The code location as the Dagster tools load it, from the repository root, in real processes.
+
+- `dagster definitions validate -w workspace.yaml`: what `dagster dev -w workspace.yaml` loads.
+- two `dagster asset materialize` processes on two partitions at once, sharing one
+  instance (pool limit 1) and one warehouse: parallel partitions must both succeed.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import yaml
+
+from pipelines.modelarts.simulator import SimulatorServer, World
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+PROJECTS = ["proj-a", "proj-b"]
+POOL_LIMIT_1 = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'  # one process per run: fast, and what we test
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(POOL_LIMIT_1)
+    dg.DagsterInstance.from_config(str(home)).dispose()  # create the storage once, not racing in two processes
+    return home
+
+
+def _env(**extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_"))}
+    return {**env, **extra}
+
+
+def test_workspace_yaml_points_at_the_definitions_module_and_validates(tmp_path):
+    (location,) = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
+    assert location["python_module"]["module_name"] == "pipelines.definitions"
+
+    done = subprocess.run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT,
+                          env=_env(DAGSTER_HOME=str(_home(tmp_path))), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful for code location modelarts_etl" in done.stdout + done.stderr
+
+
+def test_two_partitions_materialized_at_once_from_the_cli_both_succeed(tmp_path):
+    home, warehouse = _home(tmp_path), tmp_path / "wh"
+    with SimulatorServer(World(projects=PROJECTS, jobs=5, seed=5), token="cli-t0k") as sim:
+        env = _env(DAGSTER_HOME=str(home), MODELARTS_ENDPOINT=sim.url, MODELARTS_TOKEN="cli-t0k",
+                   MODELARTS_PROJECT_IDS=",".join(PROJECTS), MODELARTS_WAREHOUSE=str(warehouse), MODELARTS_RATE="0")
+        procs = [
+            subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "pipelines.definitions", "--select", "*",
+                              "--partition", project, "--config-json", IN_PROCESS],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for project in PROJECTS
+        ]
+        outputs = [p.communicate(timeout=180)[0] for p in procs]
+        truth = {p: len(sim.world.truth(p)) for p in PROJECTS}
+
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-3000:]
+        assert "RUN_SUCCESS" in out
+    con = duckdb.connect(str(warehouse / "modelarts.duckdb"), read_only=True)
+    stored = dict(con.execute("SELECT project_id, count(*) FROM job_versions GROUP BY 1").fetchall())
+    con.close()
+    assert stored == truth
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # both runs recorded in the shared instance
+        runs = instance.get_runs()
+        assert sorted(r.tags.get("dagster/partition") for r in runs) == PROJECTS
