@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -9,6 +10,10 @@ from warehouse.records import RawRecord
 from warehouse.store import Warehouse
 
 DATA = Path(__file__).parent / "data"
+
+# Dagster partitions are read from the environment when pipelines.partitions is first
+# imported; pin them before any test module imports it.
+os.environ.setdefault("MODELARTS_PROJECT_IDS", "proj-a,proj-b")
 
 
 @pytest.fixture
