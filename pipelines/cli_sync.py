@@ -27,14 +27,15 @@ import warnings
 import click
 
 from pipelines.modelarts.auth import auth_from_env
-from pipelines.modelarts.client import DEFAULT_TIMEOUT, normalize_endpoint
+from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, normalize_endpoint
 from pipelines.modelarts.errors import ModelArtsError
 from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULTS, TransientFaults
 from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
+from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
 from pipelines.modelarts.simulator.server import SimulatorServer
 from pipelines.modelarts.simulator.world import World
-from pipelines.modelarts.sync import SyncReport, Target, sync_projects
+from pipelines.modelarts.sync import DEFAULT_LAND_BATCH, SyncReport, Target, sync_projects
 from warehouse.reader import warehouse_dir
 from warehouse.store import Warehouse, WarehouseError, validate_project_id
 
@@ -81,11 +82,16 @@ class _Progress:
               help="Seconds to wait for an answer before retrying.")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               help="Retries per request on 429, 5xx, timeouts and dropped connections.")
+@click.option("--deadline", type=click.FloatRange(min=1), default=DEFAULT_DEADLINE, show_default=True,
+              help="Seconds for a whole request, however the server paces its answer (--timeout is per read).")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_LAND_BATCH, show_default=True,
+              help="Answers landed per warehouse transaction.")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates (test endpoints only).")
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, concurrency: int, rate: float,
-         per_page: int, timeout: float, retries: int, insecure: bool, keep_secrets: bool, quiet: bool) -> None:
+         per_page: int, timeout: float, retries: int, deadline: float, batch_size: int, insecure: bool,
+         keep_secrets: bool, quiet: bool) -> None:
     """Fetch new and unfinished training-job versions from the API into the warehouse."""
     ids = _split_ids(project_ids)
     with _user_errors():
@@ -93,7 +99,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
             validate_project_id(project_id)
         endpoint = normalize_endpoint(endpoint)
         connect = min(timeout, DEFAULT_TIMEOUT[0])
-        auth = auth_from_env(endpoint, verify=not insecure, timeout=(connect, timeout))
+        auth = auth_from_env(endpoint, verify=not insecure, timeout=(connect, timeout), deadline=deadline)
         if insecure:
             click.echo("WARNING: TLS certificate verification is disabled (--insecure): use it only against a "
                        "test endpoint", err=True)
@@ -105,6 +111,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
                     wh, [Target(endpoint, p) for p in ids], auth, concurrency=concurrency, rate=rate or None,
                     per_page=per_page, timeout=(connect, timeout), retry=RetryPolicy(max_retries=retries),
                     verify=not insecure, progress=None if quiet else _Progress(), raise_on_error=False,
+                    deadline=deadline, land_batch=batch_size,
                 )
     _print_report(report)
     if not report.ok:
@@ -149,6 +156,11 @@ def _print_report(report: SyncReport) -> None:
 @click.option("--payload-fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of versions whose detail payload is faulty.")
 @click.option("--payload-faults", default=",".join(PAYLOAD_FAULTS), show_default=True, help="Payload fault kinds.")
+@click.option("--secret-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of jobs with made-up secrets in parameters and user_command (to see redaction).")
+@click.option("--hostile", type=click.Choice(HOSTILE_MODES), default=None,
+              help="Misbehave on purpose: hostile ids, trickled answers, non-UTF-8 bytes or huge bodies.")
+@click.option("--hostile-match", default=None, help="Regex on the request path the --hostile mode applies to.")
 @click.option("--token", envvar="MODELARTS_SIMULATOR_TOKEN", default=None,
               help="Require this X-Auth-Token ($MODELARTS_SIMULATOR_TOKEN).")
 @click.option("--ak", envvar="MODELARTS_SIMULATOR_AK", default=None, help="Accept AK/SK signatures with this AK.")
@@ -167,8 +179,8 @@ def _print_report(report: SyncReport) -> None:
 @click.option("--prewarm", is_flag=True, help="Generate every payload before serving (for benchmarks).")
 def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_share, page_cap, latency_ms,
              fault_rate, faults, max_faults_per_path, retry_after, slow_seconds, payload_fault_rate,
-             payload_faults, token, ak, sk, iam_user, iam_password, iam_domain, token_ttl, tick, tick_hours,
-             duration, prewarm) -> None:
+             payload_faults, secret_share, hostile, hostile_match, token, ak, sk, iam_user, iam_password, iam_domain,
+             token_ttl, tick, tick_hours, duration, prewarm) -> None:
     """Serve a simulated ModelArts v1 training-job API (and a minimal IAM) with synthetic data."""
     if bool(ak) != bool(sk):
         raise click.ClickException("give both --ak and --sk, or neither")
@@ -177,12 +189,14 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
     try:
         world = World(projects=_split_ids(project_ids) or [DEFAULT_PROJECT_ID], jobs=jobs,
                       versions_per_job=_range(versions_per_job), seed=seed, running_share=running_share,
-                      payload_fault_rate=payload_fault_rate, payload_faults=_kinds(payload_faults))
+                      payload_fault_rate=payload_fault_rate, payload_faults=_kinds(payload_faults),
+                      secret_share=secret_share)
         transient = TransientFaults(rate=fault_rate, kinds=_kinds(faults), seed=seed, max_per_path=max_faults_per_path,
                                     retry_after=retry_after, slow_seconds=slow_seconds)
         server = SimulatorServer(world, host=host, port=port, token=token, aksk=(ak, sk) if ak else None,
                                  iam_user=(iam_user, iam_password, iam_domain or iam_user) if iam_user else None,
-                                 token_ttl=token_ttl, page_cap=page_cap, latency=latency_ms / 1000, faults=transient)
+                                 token_ttl=token_ttl, page_cap=page_cap, latency=latency_ms / 1000, faults=transient,
+                                 hostile=Hostile(hostile, match=hostile_match) if hostile else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

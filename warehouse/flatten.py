@@ -7,6 +7,7 @@ which are most of the data, are converted to doubles in one vectorised Arrow cas
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from warehouse import schema
 from warehouse.records import VERSION_DETAIL, RawRecord
-from warehouse.redact import MASK, is_secret_label, redact_command
+from warehouse.redact import MASK, is_secret_label, redact_command, redact_value
 from warehouse.statuses import STATUS_NAMES, is_final
 
 RAW_VALUE_LIMIT = 1000
@@ -68,6 +69,35 @@ _SCALARS: tuple[tuple[str, str, str], ...] = (
     ("nas_share_addr", "nas_share_addr", "str"),
     ("nas_type", "nas_type", "str"),
 )
+_SCALAR_FIELDS = tuple(f for f, _, _ in _SCALARS)
+_PLAIN_TYPE = {"str": str, "int64": int, "int32": int, "ts": int, "bool": bool}
+_BOUNDS = {"int64": _INT64, "int32": _INT32, "ts": (_MIN_MS, _MAX_MS)}
+_SCALAR_RANGES = tuple((i, *_BOUNDS[kind]) for i, (_, _, kind) in enumerate(_SCALARS) if kind in _BOUNDS)
+_SCALAR_TS = tuple(i for i, (_, _, kind) in enumerate(_SCALARS) if kind == "ts")
+_USER_COMMAND = _SCALAR_FIELDS.index("user_command")
+_STATUS = _SCALAR_FIELDS.index("status")
+_PLAIN_SIGNATURES: dict[tuple, tuple[int, ...] | None] = {}
+
+
+def _remember_signature(signature: tuple) -> tuple[int, ...] | None:
+    """For a row with these value types: None if some value needs _typed (a coercion that is
+    reported, or a wrong type), else the positions of numbers sent for documented strings,
+    which become their JSON text without an issue (`core`: 8 -> "8")."""
+    as_text = []
+    plain = True
+    for i, (t, (_, _, kind)) in enumerate(zip(signature, _SCALARS)):
+        if t is type(None) or t is _PLAIN_TYPE.get(kind):
+            continue
+        if kind == "str" and (t is int or t is float):
+            as_text.append(i)
+            continue
+        plain = False
+        break
+    result = tuple(as_text) if plain else None
+    if len(_PLAIN_SIGNATURES) < 4096:
+        _PLAIN_SIGNATURES[signature] = result
+    return result
+_SAMPLE_FLUSH = 65_536
 _STRUCTURED = frozenset({"parameter", "data_source", "volumes", "model_metric_list", "system_metric_list"})
 _ENVELOPE = frozenset({"is_success", "job_id", "version_id", "error_code", "error_message", "error_msg"})
 KNOWN_FIELDS = frozenset(f for f, _, _ in _SCALARS) | _STRUCTURED | _ENVELOPE
@@ -86,14 +116,25 @@ class Rejection(Exception):
         self.stage, self.kind, self.message = stage, kind, message
 
 
+# system_metric_samples as the flattener hands it over: project_id and metric dictionary-encoded
+# (same values as schema.py's strings). Millions of repeated short strings cost DuckDB's
+# insert and the Parquet writer far more as plain strings than as a dictionary.
+SAMPLE_ARROW_SCHEMA = pa.schema([
+    pa.field(f.name, pa.dictionary(pa.int32(), pa.string()) if f.name in ("project_id", "metric") else f.type)
+    for f in schema.SYSTEM_METRIC_SAMPLES.schema
+])
+
+
 @dataclass
 class FlatBatch:
-    """One batch of records, flattened. `tables` holds every version-scoped table."""
+    """One batch of records, flattened. `tables` holds every version-scoped table
+    (system_metric_samples with SAMPLE_ARROW_SCHEMA, the others with their schema.py schema)."""
 
     raw_keys: pa.Table  # per record: project_id, source, payload_sha256, job_id, version_id
     rejected: pa.Table
     tables: dict[str, pa.Table]
     keys: pa.Table  # (project_id, job_id, version_id) of the versions loaded in this batch
+    sample_rows: np.ndarray | None = None  # per system_metric_samples row: its version's row in job_versions
 
     @property
     def versions_loaded(self) -> int:
@@ -128,21 +169,45 @@ def parse_number(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_NUMBER_CACHE: dict[str, float | None] = {}
+
+
+def _cached_number(text: str) -> float | None:
+    """parse_number, remembered: parameter values repeat a lot ("0.01", "32", "adam")."""
+    try:
+        return _NUMBER_CACHE[text]
+    except KeyError:
+        pass
+    if len(_NUMBER_CACHE) >= 65536:
+        _NUMBER_CACHE.clear()
+    number = _NUMBER_CACHE[text] = parse_number(text)
+    return number
+
+
 class _Issues:
     """Collects field_issues rows for the payload being flattened."""
 
-    def __init__(self, cols: dict[str, list]):
+    def __init__(self, cols: dict[str, list], redact: bool = True):
         self.cols = cols
         self.key: tuple = ()
+        self.redact = redact
 
     def add(self, table: str, field: str, value, problem: str) -> None:
+        if isinstance(value, str):
+            text = value if len(value) <= RAW_VALUE_LIMIT else json_text(value)  # cut first: cheap to mask
+            if self.redact:
+                text = redact_value(field, text)
+        else:
+            if self.redact and value is not None and not isinstance(value, (bool, int, float)):
+                value = redact_value(field, value)  # what could not be typed may hold secrets (a parameter object)
+            text = json_text(value)
         c = self.cols
         c["project_id"].append(self.key[0])
         c["job_id"].append(self.key[1])
         c["version_id"].append(self.key[2])
         c["table_name"].append(table)
         c["field"].append(field)
-        c["raw_value"].append(value if isinstance(value, str) and len(value) <= RAW_VALUE_LIMIT else json_text(value))
+        c["raw_value"].append(text)
         c["problem"].append(problem)
 
 
@@ -241,7 +306,8 @@ def _typed(value, kind, field, table, issues):
 def _key_id(value) -> int | None:
     if type(value) is int and _INT64[0] <= value <= _INT64[1]:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    # ASCII digits only, and few: "²".isdigit() is True but int("²") raises, and so does int() of 5,000 digits
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 19:
         number = int(value.strip())
         return number if number <= _INT64[1] else None
     return None
@@ -292,6 +358,27 @@ def _api_error_suffix(body: bytes) -> str:
     return f" ({code}: {message})" if code or message else ""
 
 
+_CLASS_METRIC_KEYS = frozenset({"metric_values", "metric_meta", "reserved_data"})
+
+
+def _plain_float(value) -> bool:
+    return value is None or (type(value) is float and math.isfinite(value))
+
+
+def _plain_class_metric(item) -> bool:
+    """True when a `metric[]` item needs no coercion and raises no issue (the flattener's fast path)."""
+    if type(item) is not dict or not item.keys() <= _CLASS_METRIC_KEYS:
+        return False
+    values, meta = item.get("metric_values"), item.get("metric_meta")
+    if type(values) is not dict or type(meta) is not dict:
+        return False
+    class_id, name = meta.get("class_id"), meta.get("class_name")
+    return ((class_id is None or (type(class_id) is int and _INT64[0] <= class_id <= _INT64[1]))
+            and (name is None or type(name) is str or type(name) is int)
+            and _plain_float(values.get("recall")) and _plain_float(values.get("precision"))
+            and _plain_float(values.get("accuracy")))
+
+
 def _empty_cols(table: schema.Table) -> dict[str, list]:
     return {name: [] for name in table.column_names}
 
@@ -307,12 +394,20 @@ class _Builder:
         self.class_metrics = _empty_cols(schema.CLASS_METRICS)
         self.volumes = _empty_cols(schema.VOLUMES)
         self.issue_cols = _empty_cols(schema.FIELD_ISSUES)
-        self.issues = _Issues(self.issue_cols)
+        self.issues = _Issues(self.issue_cols, redact)
         # metric samples are kept as flat value lists plus one (key, metric, length) run per array
         self.sample_values: list = []
         self.sample_runs: list[tuple[int, str, int]] = []  # (version row, metric, length)
+        self.sample_rows: np.ndarray | None = None
+        # sample strings are turned into doubles every _SAMPLE_FLUSH values, so a batch never
+        # holds more than that many of them as Python objects (they are ~56 bytes each)
+        self.sample_arrays: list[pa.Array] = []
+        self._unconverted_runs = 0  # sample_runs[_unconverted_runs:] are still in sample_values
+        self.scalar_rows: list[list] = []  # per version, the _SCALARS values as typed
 
     def add_payload(self, payload: dict, key: tuple[str, int, int], record: RawRecord, sha: str) -> None:
+        if len(self.sample_values) >= _SAMPLE_FLUSH:
+            self._flush_samples()
         self.issues.key = key
         row = len(self.versions["job_id"])
         v = self.versions
@@ -320,11 +415,33 @@ class _Builder:
         v["job_id"].append(key[1])
         v["version_id"].append(key[2])
         issues = self.issues
-        for field, column, kind in _SCALARS:
-            v[column].append(_typed(payload.get(field), kind, field, "job_versions", issues))
-        if self.redact and v["user_command"][-1]:
-            v["user_command"][-1] = redact_command(v["user_command"][-1])
-        status = v["status"][-1]
+        # The scalar fields in one go: when every value already has the contract's type (the
+        # type signature is checked once per distinct signature) and the integers are in
+        # range, the row is taken as it is; otherwise each field goes through _typed, which
+        # coerces or records a field issue. Rows are turned into columns in tables().
+        values = list(map(payload.get, _SCALAR_FIELDS))
+        signature = tuple(map(type, values))
+        as_text = _PLAIN_SIGNATURES[signature] if signature in _PLAIN_SIGNATURES else _remember_signature(signature)
+        plain = as_text is not None
+        if plain:
+            for i, low, high in _SCALAR_RANGES:
+                value = values[i]
+                if value is not None and not low <= value <= high:
+                    plain = False
+                    break
+        if plain:
+            for i in _SCALAR_TS:
+                if values[i] is not None:
+                    values[i] *= 1000
+            for i in as_text:
+                values[i] = number_text(values[i])
+        else:
+            values = [_typed(value, kind, field, "job_versions", issues)
+                      for value, (field, _, kind) in zip(values, _SCALARS)]
+        if self.redact and values[_USER_COMMAND]:
+            values[_USER_COMMAND] = redact_command(values[_USER_COMMAND])
+        self.scalar_rows.append(values)
+        status = values[_STATUS]
         v["status_name"].append(STATUS_NAMES.get(status) if status is not None else None)
         v["is_final"].append(is_final(status))
         v["extracted_at"].append(record.fetched_at)
@@ -363,24 +480,54 @@ class _Builder:
         cols["position"].append(pos)
 
     def _parameters(self, value, key):
+        # The hottest child table (~12 per version): inlined, with paths only built for issues.
+        if value is None:
+            return
+        items = value if type(value) is list else self._list(value, "parameter", "parameters")
         cols, issues = self.parameters, self.issues
-        for pos, path, item in self._items(value, "parameter", "parameters", _PARAMETER_KEYS):
-            self._append_key(cols, key, pos)
-            label = _to_str(item.get("label"), f"{path}.label", "parameters", issues)
+        redact = self.redact
+        project_id, job_id, version_id = key
+        add_project, add_job, add_version = cols["project_id"].append, cols["job_id"].append, cols["version_id"].append
+        add_position, add_label = cols["position"].append, cols["label"].append
+        add_value, add_number = cols["value"].append, cols["value_number"].append
+        for pos, item in enumerate(items):
+            if type(item) is not dict:
+                if not isinstance(item, dict):
+                    issues.add("parameters", f"parameter[{pos}]", item, "wrong_type")
+                    continue
+            if not item.keys() <= _PARAMETER_KEYS:
+                for extra in item.keys() - _PARAMETER_KEYS:
+                    issues.add("parameters", f"parameter[{pos}].{extra}", item[extra], "unknown_field")
+            add_project(project_id)
+            add_job(job_id)
+            add_version(version_id)
+            add_position(pos)
+            label = item.get("label")
+            if label is not None and type(label) is not str:
+                label = _to_str(label, f"parameter[{pos}].label", "parameters", issues)
             raw = item.get("value")
-            if raw is None or isinstance(raw, str):
-                text, number = raw, (parse_number(raw) if raw else None)
-            elif isinstance(raw, (int, float)):
-                text = number_text(raw)
-                number = None if isinstance(raw, bool) or not math.isfinite(raw) else float(raw)
+            if type(raw) is str:
+                text, number = raw, (_cached_number(raw) if raw else None)
             else:
-                issues.add("parameters", f"{path}.value", raw, "wrong_type")
-                text = number = None
-            if self.redact and text is not None and is_secret_label(label):
+                text, number = self._parameter_value(raw, pos, redact and is_secret_label(label))
+            if redact and text is not None and is_secret_label(label):
                 text, number = MASK, None
-            cols["label"].append(label)
-            cols["value"].append(text)
-            cols["value_number"].append(number)
+            add_label(label)
+            add_value(text)
+            add_number(number)
+
+    def _parameter_value(self, raw, pos, secret: bool = False):
+        """A parameter value that is not a plain string: (text, number); `secret` masks it in field_issues."""
+        issues = self.issues
+        if raw is None or isinstance(raw, str):
+            text, number = raw, (parse_number(raw) if raw else None)
+        elif isinstance(raw, (int, float)):
+            text = number_text(raw)
+            number = None if isinstance(raw, bool) or not math.isfinite(raw) else float(raw)
+        else:
+            issues.add("parameters", f"parameter[{pos}].value", MASK if secret else raw, "wrong_type")
+            text = number = None
+        return text, number
 
     def _data_sources(self, value, key):
         cols, issues = self.data_sources, self.issues
@@ -415,8 +562,22 @@ class _Builder:
         parsed = self._decode_embedded(value, "model_metric_list", "class_metrics")
         if parsed is not None:
             cols = self.class_metrics
-            for pos, path, item in self._items(parsed.get("metric"), "model_metric_list.metric", "class_metrics",
-                                               frozenset({"metric_values", "metric_meta", "reserved_data"})):
+            metric = parsed.get("metric")
+            if type(metric) is list:
+                fast = [item for item in metric if _plain_class_metric(item)]
+                if len(fast) == len(metric):  # the usual case: every class well-formed, nothing to report
+                    for pos, item in enumerate(metric):
+                        values, meta = item["metric_values"], item["metric_meta"]
+                        self._append_key(cols, key, pos)
+                        name = meta.get("class_name")
+                        cols["class_id"].append(meta.get("class_id"))
+                        cols["class_name"].append(name if name is None or type(name) is str else str(name))
+                        cols["recall"].append(values.get("recall"))
+                        cols["precision"].append(values.get("precision"))
+                        cols["accuracy"].append(values.get("accuracy"))
+                    metric = None
+            for pos, path, item in self._items(metric, "model_metric_list.metric", "class_metrics",
+                                               _CLASS_METRIC_KEYS):
                 values = self._object(item.get("metric_values"), f"{path}.metric_values")
                 meta = self._object(item.get("metric_meta"), f"{path}.metric_meta")
                 self._append_key(cols, key, pos)
@@ -427,8 +588,12 @@ class _Builder:
             total = self._object(parsed.get("total_metric"), "model_metric_list.total_metric")
             totals = self._object(total.get("total_metric_values"), "model_metric_list.total_metric.total_metric_values")
         for name in ("recall", "precision", "accuracy"):
+            total = totals.get(name)
+            if total is None or (type(total) is float and math.isfinite(total)):
+                v[f"total_{name}"].append(total)
+                continue
             path = f"model_metric_list.total_metric.total_metric_values.{name}"
-            v[f"total_{name}"].append(_to_float(totals.get(name), path, "job_versions", issues))
+            v[f"total_{name}"].append(_to_float(total, path, "job_versions", issues))
 
     def _object(self, value, field) -> dict:
         if isinstance(value, dict):
@@ -474,7 +639,7 @@ class _Builder:
     def sample_table(self) -> pa.Table:
         runs = self.sample_runs
         if not runs:
-            return schema.SYSTEM_METRIC_SAMPLES.schema.empty_table()
+            return SAMPLE_ARROW_SCHEMA.empty_table()
         rows = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
         lengths = np.fromiter((r[2] for r in runs), dtype=np.int64, count=len(runs))
         names = sorted({r[1] for r in runs})
@@ -483,31 +648,49 @@ class _Builder:
         starts = np.cumsum(lengths) - lengths
         sample_index = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
         row_of_sample = np.repeat(rows, lengths)
+        self.sample_rows = row_of_sample
         v = self.versions
-        project = pa.array(v["project_id"], pa.string()).take(row_of_sample)
-        job = pa.array(v["job_id"], pa.int64()).take(row_of_sample)
-        version = pa.array(v["version_id"], pa.int64()).take(row_of_sample)
+        projects = pc.dictionary_encode(pa.array(v["project_id"], pa.string()))
+        project = pa.DictionaryArray.from_arrays(pa.array(projects.indices.to_numpy()[row_of_sample]),
+                                                 projects.dictionary)
+        job = pa.array(np.asarray(v["job_id"], dtype=np.int64)[row_of_sample])
+        version = pa.array(np.asarray(v["version_id"], dtype=np.int64)[row_of_sample])
         metric = pa.DictionaryArray.from_arrays(np.repeat(name_ids, lengths), pa.array(names, pa.string()))
-        values = self._sample_values(runs, row_of_sample)
+        self._flush_samples()
+        values = self.sample_arrays[0] if len(self.sample_arrays) == 1 else pa.concat_arrays(self.sample_arrays)
         return pa.Table.from_arrays(
-            [project, job, version, metric.cast(pa.string()), pa.array(sample_index.astype(np.int32)), values],
-            schema=schema.SYSTEM_METRIC_SAMPLES.schema,
+            [project, job, version, metric, pa.array(sample_index.astype(np.int32)), values],
+            schema=SAMPLE_ARROW_SCHEMA,
         )
 
-    def _sample_values(self, runs, row_of_sample) -> pa.Array:
-        """Numeric strings -> doubles in one cast; element by element only if that fails."""
+    def _flush_samples(self) -> None:
+        runs = self.sample_runs[self._unconverted_runs:]
+        if runs:
+            self.sample_arrays.append(self._sample_values(self.sample_values, runs))
+        self.sample_values = []
+        self._unconverted_runs = len(self.sample_runs)
+
+    def _sample_values(self, values: list, runs: list) -> pa.Array:
+        """Numeric strings -> doubles in one cast; element by element only if that fails.
+
+        Arrow's cast also reads "nan", "inf" and 1e400; those go the element-by-element way too,
+        so they become NULL plus a field issue whichever values share their batch."""
         try:
-            return pc.cast(pa.array(self.sample_values, pa.string()), pa.float64())
+            cast = pc.cast(pa.array(values, pa.string()), pa.float64())
+            if not pc.any(pc.invert(pc.is_finite(cast))).as_py():
+                return cast
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
         out = []
         v = self.versions
+        current = self.issues.key
         i = 0
         for row, name, length in runs:
             self.issues.key = (v["project_id"][row], v["job_id"][row], v["version_id"][row])
             for idx in range(length):
-                out.append(self._sample(self.sample_values[i], name, idx))
+                out.append(self._sample(values[i], name, idx))
                 i += 1
+        self.issues.key = current
         return pa.array(out, pa.float64())
 
     def _sample(self, value, name, idx):
@@ -524,6 +707,9 @@ class _Builder:
 
     def tables(self) -> dict[str, pa.Table]:
         samples = self.sample_table()  # before field_issues: it may add issues
+        scalar_columns = list(zip(*self.scalar_rows)) if self.scalar_rows else [()] * len(_SCALARS)
+        for (_, column, _), values in zip(_SCALARS, scalar_columns):
+            self.versions[column] = values
         built = {
             "job_versions": (schema.JOB_VERSIONS, self.versions),
             "parameters": (schema.PARAMETERS, self.parameters),
@@ -556,6 +742,56 @@ _RAW_KEY_SCHEMA = pa.schema([
 
 def flatten(records: list[RawRecord], *, redact: bool = True, shas: list[str] | None = None) -> FlatBatch:
     """Flatten a batch. Later records for the same version replace earlier ones."""
+    # Decoded payloads are millions of acyclic objects: the cyclic collector would walk
+    # them over and over (~20% of the time) for nothing, so it pauses while we flatten.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _flatten(records, redact, shas)
+    finally:
+        if paused:
+            gc.enable()
+
+
+class _SameVersionTwice(Exception):
+    """A batch holds two copies of one version: it is flattened in two passes so the last wins."""
+
+
+def _flatten(records: list[RawRecord], redact: bool, shas: list[str] | None) -> FlatBatch:
+    try:
+        return _flatten_streaming(records, redact, shas)
+    except _SameVersionTwice:
+        return _flatten_two_pass(records, redact, shas)
+
+
+def _flatten_streaming(records: list[RawRecord], redact: bool, shas: list[str] | None) -> FlatBatch:
+    """One pass, each payload dropped as soon as it is flattened: a batch never holds all its
+    decoded payloads at once (they are ~10x the JSON in Python objects)."""
+    builder = _Builder(redact)
+    raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
+    rejected = _empty_cols(schema.REJECTED_PAYLOADS)
+    seen: set[tuple] = set()
+    for n, record in enumerate(records):
+        sha = shas[n] if shas is not None else sha256_hex(record.body)
+        _append_raw(raw, record, sha)
+        if record.kind != VERSION_DETAIL:
+            continue
+        try:
+            payload = decode(record)
+            key = payload_key(payload, record)
+        except Rejection as rej:
+            _append_rejected(rejected, record, sha, rej)
+            continue
+        if key in seen:
+            raise _SameVersionTwice
+        seen.add(key)
+        raw["job_id"][-1], raw["version_id"][-1] = key[1], key[2]
+        _add_version(builder, payload, key, record, sha)
+        del payload
+    return _finish(builder, raw, rejected)
+
+
+def _flatten_two_pass(records: list[RawRecord], redact: bool, shas: list[str] | None) -> FlatBatch:
     builder = _Builder(redact)
     raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
     rejected = _empty_cols(schema.REJECTED_PAYLOADS)
@@ -578,13 +814,21 @@ def flatten(records: list[RawRecord], *, redact: bool = True, shas: list[str] | 
     for i, (payload, key, record, sha) in enumerate(decoded):
         if latest[key] != i:
             continue
-        builder.add_payload(payload, key, record, sha)
-        for field, hint in (("job_id", record.job_id), ("version_id", record.version_id)):
-            own = _key_id(payload.get(field))
-            if hint is not None and own is not None and own != hint:
-                builder.issues.add("job_versions", field, f"payload {own}, request {hint}", "key_mismatch")
-            elif payload.get(field) is not None and own is None:
-                builder.issues.add("job_versions", field, payload.get(field), "wrong_type")
+        _add_version(builder, payload, key, record, sha)
+    return _finish(builder, raw, rejected)
+
+
+def _add_version(builder: _Builder, payload: dict, key: tuple, record: RawRecord, sha: str) -> None:
+    builder.add_payload(payload, key, record, sha)
+    for field, hint in (("job_id", record.job_id), ("version_id", record.version_id)):
+        own = _key_id(payload.get(field))
+        if hint is not None and own is not None and own != hint:
+            builder.issues.add("job_versions", field, f"payload {own}, request {hint}", "key_mismatch")
+        elif payload.get(field) is not None and own is None:
+            builder.issues.add("job_versions", field, payload.get(field), "wrong_type")
+
+
+def _finish(builder: _Builder, raw: dict, rejected: dict) -> FlatBatch:
     tables = builder.tables()
     keys = tables["job_versions"].select(list(schema.VERSION_KEY))
     return FlatBatch(
@@ -592,6 +836,7 @@ def flatten(records: list[RawRecord], *, redact: bool = True, shas: list[str] | 
         rejected=pa.Table.from_pydict(rejected, schema=schema.REJECTED_PAYLOADS.schema),
         tables=tables,
         keys=keys,
+        sample_rows=builder.sample_rows,
     )
 
 

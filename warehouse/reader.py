@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas costs ~0.4 s to import: the CLI and the writer never need it
+    import pandas as pd
 
 from warehouse import schema
 from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError

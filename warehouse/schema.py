@@ -27,6 +27,9 @@ class Column:
     name: str
     type: pa.DataType
     doc: str
+    # DuckDB storage compression for this column, where its automatic choice is a poor
+    # trade (None = let DuckDB choose). Not part of the column's type.
+    compression: str | None = None
 
     @property
     def duckdb_type(self) -> str:
@@ -52,7 +55,8 @@ class Table:
         return [c.name for c in self.columns]
 
     def ddl(self, name: str | None = None) -> str:
-        cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' for c in self.columns)
+        cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' + (f" USING COMPRESSION {c.compression}" if c.compression else "")
+                             for c in self.columns)
         return f'CREATE TABLE IF NOT EXISTS "{name or self.name}" (\n  {cols}\n)'
 
 
@@ -229,7 +233,8 @@ RAW_PAYLOADS = Table(
         _c("http_status", I32, "HTTP status of the response (NULL for files)"),
         _c("payload_sha256", S, "SHA-256 of the bytes"),
         _c("byte_size", I64, "Length of the bytes"),
-        _c("payload", pa.binary(), "The bytes exactly as received"),
+        # zstd: DuckDB's default analysis (FSST/dictionary) of 100+ MB of JSON costs seconds per load
+        Column("payload", pa.binary(), "The bytes exactly as received", compression="zstd"),
         _c("load_id", S, "The load (one ingest or sync) that landed it"),
     ),
     ("project_id", "source", "payload_sha256"),

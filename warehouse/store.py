@@ -17,19 +17,23 @@ Why it is safe:
 from __future__ import annotations
 
 import os
+import queue
 import re
 import secrets
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
 from warehouse import failpoints, schema
 from warehouse.flatten import FlatBatch, flatten
+from warehouse.parts import StreamedFiles
 from warehouse.records import RawRecord
 
 DB_FILE = "modelarts.duckdb"
@@ -38,6 +42,16 @@ LOCK_FILE = ".writer.lock"
 DEFAULT_BATCH_RECORDS = 2000
 DEFAULT_BATCH_BYTES = 48 * 1024 * 1024
 APPEND_TABLES = ("raw_payloads", "rejected_payloads")  # exported one file per load, never rewritten
+# Version-scoped tables are exported as part files, `part-<part_id>.parquet`; `_version_parts`
+# says which part holds each version. A load puts finished versions into "cold" parts of up
+# to PART_VERSIONS versions (rarely rewritten) and versions still changing into a "hot" part,
+# so re-fetching a running version rewrites a small file, not the project's whole history.
+PART_VERSIONS = 10_000
+# DuckDB's buffer pool. Rows committed through the WAL (the raw bodies) stay in it until a
+# checkpoint; past the limit DuckDB moves them to .duckdb_tmp, so a long load's memory stays flat.
+DUCKDB_MEMORY_LIMIT = "256MB"
+WAL_CHECKPOINT_BYTES = 1 << 30
+VERSION_SCOPED = frozenset(t.name for t in schema.TIDY_TABLES)
 PROJECT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -81,6 +95,7 @@ class LoadReport:
 _INTERNAL_DDL = (
     "CREATE TABLE IF NOT EXISTS _dirty (table_name VARCHAR, project_id VARCHAR, load_id VARCHAR)",
     "CREATE TABLE IF NOT EXISTS _underived (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS _version_parts (project_id VARCHAR, job_id BIGINT, version_id BIGINT, part_id VARCHAR)",
 )
 
 
@@ -88,7 +103,7 @@ class Warehouse:
     """A writer on a warehouse folder. Use `Warehouse.open(root)` as a context manager."""
 
     def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 600, redact: bool = True,
-                 memory_limit: str = "512MB", threads: int = 2):
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = 2):
         self.root = Path(root)
         self.redact = redact
         self._lock = FileLock(str(self.root / LOCK_FILE))
@@ -163,11 +178,112 @@ class Warehouse:
         """
         load_id = new_load_id()
         report = LoadReport(load_id=load_id)
-        for chunk in _chunks(records, batch_records, batch_bytes):
-            report.add(self._land_chunk(chunk, load_id, derive))
+        chunks = _chunks(records, batch_records, batch_bytes)
+        if derive and export:
+            self._land_streamed(chunks, load_id, report)
+        else:
+            parts = _PartPlan(load_id)
+            for chunk in chunks:
+                report.add(self._land_chunk(chunk, load_id, derive, parts))
         if export:
             self.export()
         return report
+
+    def _land_streamed(self, chunks: Iterator[list[RawRecord]], load_id: str, report: LoadReport) -> None:
+        """land() on both cores. This thread reads and flattens; a "raw" thread commits each
+        batch's raw bodies and hands it to a "duckdb" thread that commits its tidy rows (two
+        transactions, in that order, as land() always does, overlapping with the next batch's
+        raw commit); a "parquet" thread appends the same Arrow batches to the load's Parquet
+        files, which are renamed into place once every batch is committed."""
+        plan = _PartPlan(load_id)
+        files = StreamedFiles(self.root / PARQUET_DIR)
+        state = _StreamState(load_id)
+        raw_con = self.con.cursor()  # the raw thread's connection; the duckdb thread writes on self.con
+        duck = _Stage(lambda item: self._duck_step(item, load_id, state), "warehouse-duckdb")
+        raw_stage = _Stage(lambda item: self._raw_step(item, load_id, raw_con, duck), "warehouse-raw")
+        parquet = _Stage(lambda item: _write_parquet(files, item, load_id, state), "warehouse-parquet")
+        checker = self.con.cursor()  # for reads on this thread
+        precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM raw_payloads)").fetchall()[0][0]
+        try:
+            for chunk in chunks:
+                for record in chunk:
+                    validate_project_id(record.project_id)
+                raw = _raw_table(chunk, load_id)
+                if precheck:  # skip flattening what is stored already (re-ingest): a read, no lock
+                    keep = _not_stored(checker, raw)
+                    if len(keep) < len(chunk):
+                        raw, chunk_fresh = raw.take(pa.array(keep, pa.int64())), [chunk[i] for i in keep]
+                    else:
+                        chunk_fresh = chunk
+                        precheck = False  # nothing was stored: later chunks are new too, most likely
+                else:
+                    chunk_fresh = chunk
+                shas = raw.column("payload_sha256").to_pylist()
+                batch = flatten(chunk_fresh, redact=self.redact, shas=shas) if chunk_fresh else None
+                item = _Loaded(len(chunk), chunk_fresh, shas, raw, batch, plan.assign(batch) if batch else [])
+                del raw, batch
+                raw_stage.put(item)
+                parquet.put(item)
+                del item
+            raw_stage.finish()
+            duck.finish()
+            parquet.finish()
+        except BaseException:
+            raw_stage.stop()
+            duck.stop()
+            parquet.stop()
+            files.abort()
+            raise
+        finally:
+            checker.close()
+            raw_con.close()
+        report.add(state.report)
+        if not state.streamable:
+            files.abort()  # the export below writes everything from DuckDB instead
+            return
+        for project, part in state.moved_parts:
+            for table in schema.TIDY_TABLES:
+                files.discard((table.name, project, part_file(part)))
+        published = files.finish()
+        if published:  # those partitions are exported: forget their marks
+            self.con.executemany("DELETE FROM _dirty WHERE table_name = ? AND project_id = ? AND load_id = ?",
+                                 [list(state.dirty[key]) for key in published])
+
+    def _raw_step(self, item: "_Loaded", load_id: str, con: duckdb.DuckDBPyConnection, duck: "_Stage") -> None:
+        """The raw thread: commit one batch's raw bodies, then pass the batch on for deriving."""
+        if item.records:
+            item.landed = self._land_raw_rows(item.records, load_id, con, raw=item.raw)[:2]
+        duck.put(item)
+
+    def _duck_step(self, item: "_Loaded", load_id: str, state: "_StreamState") -> None:
+        """The duckdb thread: commit one batch's tidy rows (its raw bodies are committed)."""
+        report = LoadReport(duplicates=item.chunk_size - len(item.records))
+        if item.records:
+            fresh, shas = item.landed
+            report.landed = len(fresh)
+            report.duplicates += len(item.records) - len(fresh)
+            if len(fresh) == len(item.records):
+                batch, part_ids = item.batch, item.part_ids
+            else:  # stored meanwhile by an earlier batch of this load: derive only what is new
+                state.streamable = False
+                batch = flatten(fresh, redact=self.redact, shas=shas) if fresh else None
+                part_ids = state.fallback_parts.assign(batch) if batch else []
+            if batch is not None:
+                derived, _, moved = self._commit_derived(batch, {r.project_id for r in fresh}, load_id,
+                                                         part_ids=part_ids)
+                report.add(derived)
+                state.moved_parts.update(moved)
+        state.report.add(report)
+        self._checkpoint_if_wal_over(WAL_CHECKPOINT_BYTES)
+
+    def _checkpoint_if_wal_over(self, limit: int) -> None:
+        """Checkpoint now rather than all at close: the raw bodies are compressed while the other
+        threads work, and DuckDB does not keep a whole load's worth of WAL'd rows in memory."""
+        try:
+            if os.path.getsize(self.root / (DB_FILE + ".wal")) > limit:
+                self.con.execute("CHECKPOINT")
+        except (OSError, duckdb.TransactionException):
+            pass  # no WAL yet, or another transaction is open: the next batch or close() does it
 
     def derive_pending(self, project_id: str | None = None, *, export: bool = True) -> LoadReport:
         """Derive tidy rows for raw bodies landed with `derive=False` (or left by a crash)."""
@@ -175,46 +291,59 @@ class Warehouse:
         where = "WHERE r.project_id = $project" if project_id else ""
         params = {"project": project_id} if project_id else {}
         reader = self.con.cursor()
+        parts = _PartPlan(new_load_id())
         try:
             batches = reader.sql(
                 "SELECT r.* FROM raw_payloads r JOIN _underived u USING (project_id, source, payload_sha256) "
                 f"{where} ORDER BY r.load_id, r.fetched_at", params=params,
             ).to_arrow_reader(DEFAULT_BATCH_RECORDS)
             for rb in batches:
-                report.add(self._derive_raw_rows(pa.Table.from_batches([rb])))
+                report.add(self._derive_raw_rows(pa.Table.from_batches([rb]), parts))
         finally:
             reader.close()
         if export:
             self.export()
         return report
 
-    def _derive_raw_rows(self, table: pa.Table) -> LoadReport:
+    def _derive_raw_rows(self, table: pa.Table, parts: "_PartPlan | None" = None) -> LoadReport:
         report = LoadReport()
         for load_id in dict.fromkeys(table.column("load_id").to_pylist()):
             part = table.filter(pa.compute.equal(table.column("load_id"), load_id))
-            report.add(self._derive(_records_from_raw(part), load_id, part.column("payload_sha256").to_pylist()))
+            report.add(self._derive(_records_from_raw(part), load_id, part.column("payload_sha256").to_pylist(),
+                                    parts))
         return report
 
-    def _land_chunk(self, chunk: list[RawRecord], load_id: str, derive: bool) -> LoadReport:
+    def _land_chunk(self, chunk: list[RawRecord], load_id: str, derive: bool,
+                    parts: "_PartPlan | None" = None) -> LoadReport:
         for record in chunk:
             validate_project_id(record.project_id)
         fresh, shas = self._land_raw(chunk, load_id)
-        report = self._derive(fresh, load_id, shas) if derive else LoadReport(projects={r.project_id for r in fresh})
+        report = (self._derive(fresh, load_id, shas, parts) if derive
+                  else LoadReport(projects={r.project_id for r in fresh}))
         report.duplicates = len(chunk) - len(fresh)
         report.landed = len(fresh)
         return report
 
     def _land_raw(self, chunk: list[RawRecord], load_id: str) -> tuple[list[RawRecord], list[str]]:
         """Commit the raw bodies that are not stored yet; return their records."""
-        raw = _raw_table(chunk, load_id)
-        con = self.con
-        con.register("batch_raw", raw)
+        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con)
+        return fresh, shas
+
+    def _land_raw_rows(self, chunk: list[RawRecord], load_id: str, con: duckdb.DuckDBPyConnection,
+                       raw: pa.Table | None = None) -> tuple[list[RawRecord], list[str], pa.Table | None]:
+        """_land_raw on a given connection (and with the chunk's raw rows if already built);
+        also returns the raw rows it inserted."""
+        if raw is None:
+            raw = _raw_table(chunk, load_id)
+        new_raw = None
+        # an explicit row index: row_number() OVER () need not follow the Arrow order
+        con.register("batch_raw", raw.select(["project_id", "source", "payload_sha256"]).append_column(
+            "idx", pa.array(np.arange(raw.num_rows, dtype=np.int64))))
         try:
             con.execute("BEGIN")
             new_idx = con.execute(
                 """
-                SELECT b.idx FROM (SELECT row_number() OVER () - 1 AS idx, project_id, source, payload_sha256
-                                   FROM batch_raw) b
+                SELECT b.idx FROM batch_raw b
                 WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id
                                   AND r.source = b.source AND r.payload_sha256 = b.payload_sha256)
                 QUALIFY row_number() OVER (PARTITION BY b.project_id, b.source, b.payload_sha256 ORDER BY b.idx) = 1
@@ -223,7 +352,8 @@ class Warehouse:
             ).fetchall()
             keep = [i for (i,) in new_idx]
             if keep:
-                con.register("new_raw", raw.take(keep))
+                new_raw = raw if len(keep) == raw.num_rows else raw.take(keep)
+                con.register("new_raw", new_raw)
                 con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM new_raw")
                 con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM new_raw")
                 con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
@@ -237,21 +367,34 @@ class Warehouse:
             con.unregister("batch_raw")
         failpoints.hit("raw_committed")
         shas = raw.column("payload_sha256").to_pylist()
-        return [chunk[i] for i in keep], [shas[i] for i in keep]
+        return [chunk[i] for i in keep], [shas[i] for i in keep], new_raw
 
-    def _derive(self, records: list[RawRecord], load_id: str, shas: list[str] | None = None) -> LoadReport:
+    def _derive(self, records: list[RawRecord], load_id: str, shas: list[str] | None = None,
+                parts: "_PartPlan | None" = None) -> LoadReport:
         """Flatten records whose raw rows are stored and upsert every tidy table in one transaction."""
         batch = flatten(records, redact=self.redact, shas=shas)
+        parts = parts or _PartPlan(new_load_id())
+        return self._commit_derived(batch, {r.project_id for r in records}, load_id, parts)[0]
+
+    def _commit_derived(self, batch: FlatBatch, projects: set[str], load_id: str, parts: "_PartPlan | None" = None,
+                        part_ids: list[str] | None = None) -> tuple[LoadReport, list[str], list[tuple[str, str]]]:
+        """Upsert a flattened batch in one transaction.
+
+        Returns the report, the part of each loaded version (in `batch.keys` order), and the
+        (project, part) pairs that lost versions to this batch.
+        """
         report = LoadReport(
             versions_loaded=batch.versions_loaded,
             rejected=batch.rejected.num_rows,
             field_issues=batch.tables["field_issues"].num_rows,
-            projects={r.project_id for r in records},
+            projects=projects,
         )
+        if part_ids is None:
+            part_ids = parts.assign(batch)
         con = self.con
         try:
             con.execute("BEGIN")
-            self._upsert_versions(batch)
+            old_parts = self._upsert_versions(batch, part_ids)
             self._insert_rejected(batch, load_id)
             con.register("derived", batch.raw_keys)
             con.execute("DELETE FROM _underived u USING derived d WHERE u.project_id = d.project_id "
@@ -270,11 +413,12 @@ class Warehouse:
             _rollback(con)
             raise
         failpoints.hit("derive_committed")
-        return report
+        return report, part_ids, old_parts
 
-    def _upsert_versions(self, batch: FlatBatch) -> None:
+    def _upsert_versions(self, batch: FlatBatch, part_ids: list[str]) -> list[tuple[str, str]]:
+        """Replace the batch's versions in every tidy table; returns the (project, part)s they left."""
         if batch.keys.num_rows == 0:
-            return
+            return []
         con = self.con
         con.register("batch_keys", batch.keys)
         existing = con.execute(
@@ -290,12 +434,27 @@ class Warehouse:
                 con.execute(f'INSERT INTO "{table.name}" BY NAME SELECT * FROM batch_rows')
                 con.unregister("batch_rows")
         self._refresh_jobs()
+        con.register("batch_parts", batch.keys.append_column("part_id", pa.array(part_ids, pa.string())))
+        old_parts = []
+        if existing:
+            old_parts = con.execute(
+                "SELECT DISTINCT p.project_id, p.part_id FROM _version_parts p JOIN batch_keys k "
+                "USING (project_id, job_id, version_id)").fetchall()
+            con.execute("DELETE FROM _version_parts p USING batch_keys k WHERE p.project_id = k.project_id "
+                        "AND p.job_id = k.job_id AND p.version_id = k.version_id")
+        con.execute("INSERT INTO _version_parts SELECT project_id, job_id, version_id, part_id FROM batch_parts")
         con.execute(
-            "INSERT INTO _dirty SELECT DISTINCT t.name, k.project_id, NULL FROM batch_keys k, "
+            "INSERT INTO _dirty SELECT DISTINCT t.name, p.project_id, p.part_id FROM batch_parts p, "
             "(SELECT unnest(?::VARCHAR[]) AS name) t",
-            [[t.name for t in schema.TIDY_TABLES] + ["jobs"]],
+            [[t.name for t in schema.TIDY_TABLES]],
         )
+        if old_parts:
+            con.executemany("INSERT INTO _dirty SELECT unnest(?::VARCHAR[]), ?, ?",
+                            [[[t.name for t in schema.TIDY_TABLES], project, part] for project, part in old_parts])
+        con.execute("INSERT INTO _dirty SELECT DISTINCT 'jobs', project_id, NULL FROM batch_keys")
+        con.unregister("batch_parts")
         con.unregister("batch_keys")
+        return old_parts
 
     def _refresh_jobs(self) -> None:
         con = self.con
@@ -349,6 +508,7 @@ class Warehouse:
             con.execute("BEGIN")
             for table in schema.TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
                 con.execute(f'DELETE FROM "{table.name}"')
+            con.execute("DELETE FROM _version_parts")
             con.execute("DELETE FROM _underived")
             con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM raw_payloads")
             con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
@@ -374,8 +534,13 @@ class Warehouse:
                     _clear_dir(self.root / PARQUET_DIR / name / project)
                 dirty += [(name, p, lid) for p, lid in con.execute(
                     f'SELECT DISTINCT project_id, load_id FROM "{name}"').fetchall()]
+        whole = {(d[0], d[1]) for d in dirty if d[0] in VERSION_SCOPED and d[2] is None}
         for table_name, project_id, load_id in sorted(set(dirty), key=lambda d: (d[0], d[1], d[2] or "")):
-            self._export_partition(table_name, project_id, load_id if table_name in APPEND_TABLES else None)
+            if table_name in VERSION_SCOPED:
+                if load_id is None or (table_name, project_id) not in whole:
+                    self._export_parts(table_name, project_id, load_id)
+            else:
+                self._export_partition(table_name, project_id, load_id if table_name in APPEND_TABLES else None)
         for project_id in {d[1] for d in dirty}:
             self._export_placeholders(project_id)
         con.execute("DELETE FROM _dirty")
@@ -393,20 +558,239 @@ class Warehouse:
 
     def _export_partition(self, table_name: str, project_id: str, load_id: str | None) -> None:
         folder = self.root / PARQUET_DIR / table_name / validate_project_id(project_id)
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"load-{load_id}.parquet" if load_id else "data.parquet"
-        target = folder / name
-        tmp = folder / f".{name}.tmp"
         where = "project_id = ?" + (" AND load_id = ?" if load_id else "")
         params = [project_id] + ([load_id] if load_id else [])
+        self._copy(folder, name, f'SELECT * FROM "{table_name}" WHERE {where}', params)
+
+    def _export_parts(self, table_name: str, project_id: str, part_id: str | None) -> None:
+        """One part file of a version-scoped table (deleted once its last version moved out).
+
+        `part_id` None means the whole project: every part is written again and files of
+        parts that no longer exist (and a pre-parts `data.parquet`) are removed after.
+        """
+        folder = self.root / PARQUET_DIR / table_name / validate_project_id(project_id)
+        if part_id is None:
+            live = [p for (p,) in self.con.execute(
+                "SELECT DISTINCT part_id FROM _version_parts WHERE project_id = ? ORDER BY 1", [project_id]).fetchall()]
+            for part in live:
+                self._export_parts(table_name, project_id, part)
+            keep = {part_file(p) for p in live} | {"empty.parquet"}
+            for stale in folder.glob("*.parquet"):
+                if stale.name not in keep:
+                    stale.unlink()
+            return
+        target = folder / part_file(part_id)
+        versions = self.con.execute("SELECT count(*) FROM _version_parts WHERE project_id = ? AND part_id = ?",
+                                    [project_id, part_id]).fetchall()[0][0]
+        if versions == 0:
+            if target.exists():
+                target.unlink()
+            return
+        self._copy(folder, target.name,
+                   f'SELECT t.* FROM "{table_name}" t SEMI JOIN (SELECT job_id, version_id FROM _version_parts '
+                   "WHERE project_id = ? AND part_id = ?) p USING (job_id, version_id) WHERE t.project_id = ?",
+                   [project_id, part_id, project_id])
+
+    def _copy(self, folder: Path, name: str, select: str, params: list) -> None:
+        """COPY a query to `folder/name` through a temporary file, so readers never see half a file."""
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        tmp = folder / f".{name}.tmp"
         self.con.execute(
-            f"COPY (SELECT * FROM \"{table_name}\" WHERE {where}) TO '{_sql_path(tmp)}' "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
+            f"COPY ({select}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
             params,
         )
         failpoints.hit("export_tmp_written")
         os.replace(tmp, target)
         failpoints.hit("export_partition_done")
+
+
+class _PartPlan:
+    """Which part file each version derived by one load (or derive pass) goes to."""
+
+    def __init__(self, load_id: str):
+        self.load_id = load_id
+        self._fill: dict[tuple[str, str], tuple[int, int]] = {}  # (project, c|h) -> (part number, versions)
+
+    def assign(self, batch: FlatBatch) -> list[str]:
+        versions = batch.tables["job_versions"]
+        out = []
+        for project, final in zip(versions.column("project_id").to_pylist(), versions.column("is_final").to_pylist()):
+            kind = "c" if final else "h"
+            number, used = self._fill.get((project, kind), (0, 0))
+            if used >= PART_VERSIONS:
+                number, used = number + 1, 0
+            self._fill[(project, kind)] = (number, used + 1)
+            out.append(f"{self.load_id}-{kind}{number}")
+        return out
+
+
+def part_file(part_id: str) -> str:
+    return f"part-{part_id}.parquet"
+
+
+def _part_kind(part_id: str) -> str:
+    """"c" or "h" (plus the plan's suffix): parts of one kind fill up one after the other."""
+    return part_id.rstrip("0123456789")
+
+
+@dataclass
+class _Loaded:
+    """One chunk of a streamed load, as the reading thread hands it to the other two."""
+
+    chunk_size: int
+    records: list[RawRecord]  # those not stored before the load (as far as the reading thread saw)
+    shas: list[str]
+    raw: pa.Table  # their raw_payloads rows
+    batch: FlatBatch | None
+    part_ids: list[str]  # part of each version in batch.keys
+    landed: tuple | None = None  # (records, shas) the raw commit found new, set by the raw thread
+
+
+@dataclass
+class _StreamState:
+    load_id: str
+    report: LoadReport = field(default_factory=LoadReport)
+    streamable: bool = True  # False: the streamed files would not match DuckDB; export from DuckDB
+    moved_parts: set = field(default_factory=set)  # (project, part) that lost versions during the load
+    dirty: dict = field(default_factory=dict)  # streamed file -> its _dirty row
+    current_parts: dict = field(default_factory=dict)  # (project, part kind) -> part being written
+    fallback_parts: "_PartPlan" = None
+
+    def __post_init__(self):
+        self.fallback_parts = _PartPlan(self.load_id + "-r")
+
+
+class _Stage:
+    """A worker thread that handles items in order; its first error is raised in the caller."""
+
+    def __init__(self, handle, name: str):
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        self.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+
+    def stop(self) -> None:
+        """After an error or Ctrl-C: let the current item end, drop the rest."""
+        self._stopping = True
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+        self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None or self._stopping:
+                    return
+                self._handle(item)
+                del item
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+
+def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _StreamState) -> None:
+    """The parquet thread: append one batch to the files of its parts, and its raw rows to the load's file."""
+    batch, part_ids = item.batch, item.part_ids
+    if batch is None:
+        return
+    keys = batch.keys
+    if keys.num_rows:
+        projects = keys.column("project_id").to_pylist()
+        groups: dict[tuple[str, str], int] = {}
+        version_group = np.fromiter((groups.setdefault(g, len(groups)) for g in zip(projects, part_ids)),
+                                    dtype=np.int32, count=len(projects))
+        completed = []
+        for project, part in groups:  # every table gets a file per part, even an empty one
+            previous = state.current_parts.get((project, _part_kind(part)))
+            if previous is not None and previous != part:  # the plan moved on: that part is complete
+                completed.append((project, previous))
+            state.current_parts[(project, _part_kind(part))] = part
+            for table in schema.TIDY_TABLES:
+                _open_streamed(files, state, table.name, project, part_file(part), batch.tables[table.name].schema, part)
+        key_group = None
+        for table in schema.TIDY_TABLES:
+            data = batch.tables[table.name]
+            if len(groups) == 1:
+                row_group = None
+            elif table.name == schema.JOB_VERSIONS.name:
+                row_group = version_group
+            elif table.name == schema.SYSTEM_METRIC_SAMPLES.name and batch.sample_rows is not None:
+                row_group = version_group[batch.sample_rows]
+            else:
+                if key_group is None:
+                    key_group = dict(zip(zip(projects, keys.column("job_id").to_pylist(),
+                                             keys.column("version_id").to_pylist()), version_group.tolist()))
+                row_group = np.fromiter(
+                    (key_group[k] for k in zip(data.column("project_id").to_pylist(), data.column("job_id").to_pylist(),
+                                               data.column("version_id").to_pylist())),
+                    dtype=np.int32, count=data.num_rows)
+            for (project, part), g in groups.items():
+                rows = data if row_group is None else data.filter(pa.array(row_group == g))
+                files.write(table.name, project, part_file(part), rows)
+        for project, part in completed:  # footers written now: a long load keeps few files open
+            for table in schema.TIDY_TABLES:
+                files.complete((table.name, project, part_file(part)))
+    # the raw rows as DuckDB holds them once derived: with the ids the derivation gave them
+    raw = item.raw
+    for name in ("job_id", "version_id"):
+        raw = raw.set_column(raw.schema.get_field_index(name), name, batch.raw_keys.column(name))
+    name = f"load-{load_id}.parquet"
+    raw_projects = set(raw.column("project_id").to_pylist())
+    for project in raw_projects:
+        _open_streamed(files, state, schema.RAW_PAYLOADS.name, project, name, schema.RAW_PAYLOADS.schema, load_id)
+        rows = raw if len(raw_projects) == 1 else raw.filter(pa.compute.equal(raw.column("project_id"), project))
+        files.write(schema.RAW_PAYLOADS.name, project, name, rows)
+
+
+def _open_streamed(files: StreamedFiles, state: _StreamState, table_name: str, project: str, name: str,
+                   arrow_schema: pa.Schema, dirty_id: str) -> None:
+    key = (table_name, project, name)
+    if key not in files:
+        files.open(table_name, validate_project_id(project), name, arrow_schema)
+        state.dirty[key] = (table_name, project, dirty_id)
+
+
+def _not_stored(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> list[int]:
+    """Indexes of the rows of `raw` whose (project_id, source, payload_sha256) is not in raw_payloads yet."""
+    keys = raw.select(["project_id", "source", "payload_sha256"]).append_column(
+        "idx", pa.array(np.arange(raw.num_rows, dtype=np.int64)))
+    con.register("check_raw", keys)
+    try:
+        return [i for (i,) in con.execute(
+            "SELECT b.idx FROM check_raw b "
+            "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id "
+            "AND r.source = b.source AND r.payload_sha256 = b.payload_sha256) ORDER BY b.idx").fetchall()]
+    finally:
+        con.unregister("check_raw")
 
 
 def _records_from_raw(table: pa.Table) -> list[RawRecord]:
@@ -423,7 +807,7 @@ def _records_from_raw(table: pa.Table) -> list[RawRecord]:
 def _raw_table(chunk: list[RawRecord], load_id: str) -> pa.Table:
     from warehouse.flatten import sha256_hex
 
-    cols = {name: [] for name in schema.RAW_PAYLOADS.column_names}
+    cols = {name: [] for name in schema.RAW_PAYLOADS.column_names if name != "payload"}
     for r in chunk:
         cols["project_id"].append(r.project_id)
         cols["job_id"].append(r.job_id)
@@ -434,9 +818,19 @@ def _raw_table(chunk: list[RawRecord], load_id: str) -> pa.Table:
         cols["http_status"].append(r.http_status)
         cols["payload_sha256"].append(sha256_hex(r.body))
         cols["byte_size"].append(len(r.body))
-        cols["payload"].append(r.body)
         cols["load_id"].append(load_id)
+    cols["payload"] = _binary_array([r.body for r in chunk], cols["byte_size"])
     return pa.Table.from_pydict(cols, schema=schema.RAW_PAYLOADS.schema)
+
+
+def _binary_array(bodies: list[bytes], sizes: list[int]) -> pa.Array:
+    """Bytes -> a binary array with one copy (one join), not one growing append per body."""
+    total = sum(sizes)
+    if total >= 2**31 - 1:
+        return pa.array(bodies, pa.binary())
+    offsets = np.zeros(len(bodies) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    return pa.Array.from_buffers(pa.binary(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(bodies))])
 
 
 def _chunks(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> Iterator[list[RawRecord]]:
@@ -468,7 +862,7 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def connect_writer(root: Path, *, memory_limit: str = "512MB", threads: int = 2) -> duckdb.DuckDBPyConnection:
+def connect_writer(root: Path, *, memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = 2) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(root / DB_FILE))
     except duckdb.IOException as exc:

@@ -35,6 +35,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
+from pipelines.modelarts.deadline import DeadlineAdapter, deadline
 from pipelines.modelarts.errors import AuthError, CredentialsError, EndpointError
 from pipelines.modelarts.retry import RETRYABLE_STATUSES, RetryPolicy
 
@@ -196,13 +197,17 @@ class IamPassword:
 
     def __init__(self, iam_endpoint: str, user: str, password: str, domain: str | None = None, *,
                  timeout: tuple[float, float] = (5.0, 30.0), verify: bool = True,
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, deadline: float = 60.0):
         self.iam_endpoint = iam_endpoint.rstrip("/")
         self.user, self._password, self.domain = user, password, domain or user
         self._timeout, self._verify, self._retry = timeout, verify, retry or RetryPolicy(max_retries=2)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, float]] = {}  # project_id -> (token, monotonic deadline)
         self._session = requests.Session()
+        self._session.mount("https://", DeadlineAdapter(max_retries=0))
+        self._session.mount("http://", DeadlineAdapter(max_retries=0))
+        self._session.auth = lambda request: request  # never ~/.netrc credentials instead of ours
+        self._deadline = max(deadline, sum(timeout))  # the whole login, however slowly IAM answers
         self.logins = 0
 
     def headers(self, method: str, url: str, project_id: str) -> dict[str, str]:
@@ -240,12 +245,19 @@ class IamPassword:
             "scope": {"project": {"id": project_id}},
         }}
         for attempt in range(self._retry.max_retries + 1):
+            watch = None
             try:
-                resp = self._session.post(url, json=body, timeout=self._timeout, verify=self._verify,
-                                          allow_redirects=False)
+                with deadline(self._deadline) as watch:
+                    resp = self._session.post(url, json=body, timeout=self._timeout, verify=self._verify,
+                                              allow_redirects=False)
+                if watch.expired:  # cut off: what arrived may look complete, but is not
+                    raise requests.exceptions.ConnectionError("deadline")
             except requests.exceptions.SSLError:
                 raise EndpointError(f"TLS verification failed for the IAM endpoint {self.iam_endpoint}") from None
             except requests.exceptions.RequestException as exc:
+                if watch is not None and watch.expired:
+                    raise EndpointError(f"the IAM endpoint {self.iam_endpoint} sent no complete answer within "
+                                        f"{self._deadline:g} s") from None
                 if attempt < self._retry.max_retries:
                     time.sleep(self._retry.wait(attempt + 1))
                     continue
@@ -305,7 +317,7 @@ def iam_endpoint_for(endpoint: str) -> str | None:
 
 
 def auth_from_env(endpoint: str, env: Mapping[str, str] | None = None, *, verify: bool = True,
-                  timeout: tuple[float, float] = (5.0, 30.0)):
+                  timeout: tuple[float, float] = (5.0, 30.0), deadline: float = 60.0):
     """The auth object for the first complete set of credentials in the environment."""
     env = os.environ if env is None else env
     token = env.get("MODELARTS_TOKEN", "").strip()
@@ -324,7 +336,7 @@ def auth_from_env(endpoint: str, env: Mapping[str, str] | None = None, *, verify
         if not iam:
             raise CredentialsError(f"cannot derive the IAM endpoint from {endpoint}; set MODELARTS_IAM_ENDPOINT")
         return IamPassword(iam, user, password, env.get("MODELARTS_IAM_DOMAIN", "").strip() or None,
-                           timeout=timeout, verify=verify)
+                           timeout=timeout, verify=verify, deadline=deadline)
     raise CredentialsError(
         "no credentials in the environment: set MODELARTS_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, "
         "or MODELARTS_IAM_USER and MODELARTS_IAM_PASSWORD (+ MODELARTS_IAM_DOMAIN)"

@@ -10,6 +10,12 @@ Safety rules enforced here:
   the Location names. A redirect is reported as a wrong endpoint instead.
 - TLS certificates are verified unless `verify=False` is passed explicitly, which warns.
 - Credentials never appear in URLs (so not in `RawRecord.source`) or in error messages.
+- Every path is /v1/{project_id}/training-jobs[/{job_id}/versions[/{version_id}]]: the
+  project id must look like one and the ids must be non-negative 64-bit integers, so
+  nothing a server (or a user) sends can steer a request to another path.
+- A request has a total deadline (`deadline`, seconds) besides the per-read timeout:
+  a server that trickles its answer is cut off (see deadline.py). An answer larger
+  than `max_body` bytes is abandoned instead of filling memory.
 
 A detail answer is returned as it came (any status, any body) so that it can be landed
 raw and judged by the warehouse; list answers are checked by `read_list`, which raises.
@@ -28,18 +34,23 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning, NameResolutionError
 
+from pipelines.modelarts.deadline import DeadlineAdapter, deadline
 from pipelines.modelarts.errors import ApiError, AuthError, EndpointError, ModelArtsError, ProjectError
 from pipelines.modelarts.ratelimit import RateLimiter
 from pipelines.modelarts.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from warehouse.records import JOB_LIST, VERSION_DETAIL, VERSION_LIST, RawRecord, utc_now
+from warehouse.store import PROJECT_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "modelarts-etl/0.1 (+python-requests)"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+DEFAULT_DEADLINE = 120.0  # seconds for a whole request: connect, headers and body
+DEFAULT_MAX_BODY = 128 * 1024 * 1024  # bytes; real detail answers are tens of kB
+MAX_ID = 2**63 - 1  # job and version ids are BIGINT in the warehouse
+_CHUNK = 256 * 1024
 PROJECT_MISMATCH = "ModelArts.0210"
 
 
@@ -119,7 +130,7 @@ def _no_netrc(request):
 
 def make_session(pool_size: int, verify: bool) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.verify = verify
@@ -133,10 +144,13 @@ class ModelArtsClient:
 
     def __init__(self, endpoint: str, auth, *, concurrency: int = 8, rate: float | None = None,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
-                 verify: bool = True):
+                 verify: bool = True, deadline: float | None = DEFAULT_DEADLINE,
+                 max_body: int = DEFAULT_MAX_BODY):
         self.endpoint = normalize_endpoint(endpoint)
         self.auth = auth
         self.timeout = timeout
+        self.deadline = max(deadline, sum(timeout)) if deadline else None  # never shorter than one attempt's timeouts
+        self.max_body = max_body
         self.retry = retry or RetryPolicy()
         self.limiter = RateLimiter(rate, burst=max(1, concurrency))
         self.stats = ClientStats()
@@ -145,6 +159,7 @@ class ModelArtsClient:
                           "read the credentials. Use this only against a test endpoint.", stacklevel=2)
             log.warning("TLS certificate verification is DISABLED for %s", self.endpoint)
             warnings.filterwarnings("once", category=InsecureRequestWarning)
+        self.verify = verify
         self.session = make_session(concurrency + 2, verify)
 
     def close(self) -> None:
@@ -163,16 +178,18 @@ class ModelArtsClient:
 
     def list_jobs(self, project_id: str, *, page: int, per_page: int) -> Response:
         """Oldest first, so jobs created while paging land on later pages instead of shifting earlier ones."""
-        url = self.url(f"/v1/{project_id}/training-jobs", per_page=per_page, page=page, sortBy="create_time",
-                       order="asc")
+        url = self.url(f"/v1/{project_segment(project_id)}/training-jobs", per_page=per_page, page=page,
+                       sortBy="create_time", order="asc")
         return self.get(url, project_id=project_id, kind=JOB_LIST)
 
     def list_versions(self, project_id: str, job_id: int, *, page: int, per_page: int) -> Response:
-        url = self.url(f"/v1/{project_id}/training-jobs/{job_id}/versions", per_page=per_page, page=page)
+        url = self.url(f"/v1/{project_segment(project_id)}/training-jobs/{id_segment(job_id, 'job')}/versions",
+                       per_page=per_page, page=page)
         return self.get(url, project_id=project_id, kind=VERSION_LIST, job_id=job_id)
 
     def version_detail(self, project_id: str, job_id: int, version_id: int) -> Response:
-        url = self.url(f"/v1/{project_id}/training-jobs/{job_id}/versions/{version_id}")
+        url = self.url(f"/v1/{project_segment(project_id)}/training-jobs/{id_segment(job_id, 'job')}/versions/"
+                       f"{id_segment(version_id, 'version')}")
         return self.get(url, project_id=project_id, kind=VERSION_DETAIL, job_id=job_id, version_id=version_id)
 
     # -- one logical GET -------------------------------------------------------------
@@ -184,11 +201,25 @@ class ModelArtsClient:
             self.limiter.acquire()
             headers = self.auth.headers("GET", url, project_id)
             self.stats.add(kind=kind)
-            try:
-                resp = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
-                status, body = resp.status_code, resp.content
-            except requests.exceptions.RequestException as exc:
-                problem = self._transport_problem(exc)
+            with deadline(self.deadline) as watch:
+                try:
+                    # verify passed per request: a session's verify=False loses to $REQUESTS_CA_BUNDLE
+                    resp = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False,
+                                            stream=True, verify=self.verify)
+                    try:
+                        status, body = resp.status_code, self._read_body(resp)
+                    finally:
+                        resp.close()
+                except _TooLarge as exc:  # the same next time: not retried
+                    return Response(url, kind, project_id, None, b"", retries, str(exc), job_id, version_id)
+                except requests.exceptions.RequestException as exc:
+                    if not watch.expired:
+                        problem = self._transport_problem(exc)
+                        status = None
+                if watch.expired:  # cut off mid-answer (it may even look complete): asking again costs as long
+                    problem = f"no complete answer within the {self.deadline:g} s deadline (the server trickles)"
+                    return Response(url, kind, project_id, None, b"", retries, problem, job_id, version_id)
+            if status is None:
                 if retries < self.retry.max_retries:
                     retries += 1
                     self.stats.add(retry=True)
@@ -209,6 +240,20 @@ class ModelArtsClient:
                 self._back_off(retries, status, resp.headers.get("Retry-After"))
                 continue
             return Response(url, kind, project_id, status, body, retries, None, job_id, version_id)
+
+    def _read_body(self, resp: requests.Response) -> bytes:
+        """The whole body, or _TooLarge as soon as it passes `max_body` (decoded size: no zip bomb either)."""
+        limit = self.max_body
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _TooLarge(int(declared), limit)
+        parts, size = [], 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge(size, limit)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _back_off(self, retry_number: int, status: int, retry_after_header: str | None) -> None:
         """Sleep before a retry; a 429 holds back every thread of this client, not just this one."""
@@ -262,6 +307,28 @@ class ModelArtsClient:
                              "--endpoint")
 
 
+class _TooLarge(Exception):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"the answer is larger than {limit / 2**20:g} MB ({'at least ' if size <= limit else ''}"
+                         f"{size / 2**20:.1f} MB); not stored")
+
+
+def project_segment(project_id: str) -> str:
+    """The project id as a path segment; refuses anything that is not a plain id (`..`, `/`, `?`, quotes)."""
+    if not isinstance(project_id, str) or not PROJECT_ID_PATTERN.match(project_id):
+        shown = repr(project_id)[:80]
+        raise ProjectError(f"invalid project id {shown}: use letters, digits, '_' or '-' (1-128 characters), as in "
+                           "the ModelArts console's project id")
+    return project_id
+
+
+def id_segment(value: int, what: str) -> str:
+    """A job or version id as a path segment: a non-negative 64-bit integer, nothing else."""
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise ApiError(f"refusing to request {what} id {repr(value)[:80]}: not a ModelArts id")
+    return str(value)
+
+
 def _caused_by(exc: BaseException, kind: type) -> bool:
     """Whether `kind` is anywhere in the chain of reasons/causes requests and urllib3 attach."""
     seen = set()
@@ -309,9 +376,10 @@ def read_list(client: ModelArtsClient, response: Response, what: str) -> dict:
                        error_code=code)
     try:
         data = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        raise EndpointError(f"the {what} is not JSON (HTTP 200, {len(response.body)} bytes): is {client.endpoint} "
-                            "the ModelArts endpoint?") from None
+    except orjson.JSONDecodeError as exc:  # orjson's message says where, never what: safe to show
+        reason = str(exc)[:160]
+        raise EndpointError(f"the {what} is not JSON ({reason}; HTTP 200, {len(response.body)} bytes): is "
+                            f"{client.endpoint} the ModelArts endpoint?") from None
     if not isinstance(data, dict):
         raise ApiError(f"the {what} is not a JSON object", status=200)
     if data.get("is_success") is False:

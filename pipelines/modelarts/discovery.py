@@ -16,7 +16,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 
-from pipelines.modelarts.client import ModelArtsClient, Response, read_list
+from pipelines.modelarts.client import MAX_ID, ModelArtsClient, Response, read_list
 from pipelines.modelarts.errors import FATAL_ERRORS, ApiError, ModelArtsError
 from pipelines.modelarts.plan import ListedJob, ListedVersion, job_is_settled, versions_by_job
 from pipelines.modelarts.streaming import bounded_map
@@ -42,6 +42,7 @@ class _JobListing:
     job_id: int
     responses: list[Response] = field(default_factory=list)
     versions: list[ListedVersion] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: ModelArtsError | None = None
 
 
@@ -143,6 +144,7 @@ def _version_pages(client: ModelArtsClient, project_id: str, jobs: list[ListedJo
             for response in listing.responses:
                 yield response.record()
             found.versions.extend(listing.versions)
+            found.warnings.extend(listing.warnings)
             if listing.error is not None:
                 if isinstance(listing.error, FATAL_ERRORS):
                     raise listing.error
@@ -163,7 +165,9 @@ def _list_job_versions(client: ModelArtsClient, project_id: str, job: ListedJob,
             fresh = 0
             for item in items:
                 version = _listed_version(item, job.job_id)
-                if version is not None and version.version_id not in seen:
+                if version is None:
+                    listing.warnings.append(f"{what}: an entry without a usable version_id was skipped")
+                elif version.version_id not in seen:
                     seen[version.version_id] = version
                     fresh += 1
             if not items or not fresh or _reached(data.get("version_count"), len(seen)):
@@ -187,13 +191,24 @@ def _reached(total, count: int) -> bool:
     return isinstance(total, int) and not isinstance(total, bool) and count >= total
 
 
+_MAX_ID_DIGITS = len(str(MAX_ID))
+
+
 def _as_id(value) -> int | None:
+    """An id from a list entry: a non-negative 64-bit integer, or a string of ASCII digits that is one.
+
+    Anything else (`../`, quotes, SQL, "²", 5,000 digits, 2**64) is not an id: the entry is skipped,
+    so no request is ever built from it.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
+            return None
+        value = int(text)
+    if isinstance(value, int) and 0 <= value <= MAX_ID:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
 
 

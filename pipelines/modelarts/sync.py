@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from pipelines.modelarts.client import DEFAULT_TIMEOUT, ModelArtsClient
+from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, ModelArtsClient
 from pipelines.modelarts.discovery import Discovery, discover
 from pipelines.modelarts.errors import ModelArtsError, SyncError
 from pipelines.modelarts.plan import plan_fetches
 from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.streaming import bounded_map
+from warehouse import failpoints
 from warehouse.records import RawRecord
 
 Progress = Callable[[str, int, int], None]  # (project_id, versions done, versions to fetch)
@@ -136,7 +137,7 @@ def sync_projects(wh, targets: Iterable[Target | tuple[str, str]], auth, *, conc
                   rate: float | None = None, per_page: int = 100,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
                   verify: bool = True, progress: Progress | None = None, land_batch: int = DEFAULT_LAND_BATCH,
-                  raise_on_error: bool = True) -> SyncReport:
+                  raise_on_error: bool = True, deadline: float | None = DEFAULT_DEADLINE) -> SyncReport:
     """Sync every target into the open warehouse writer `wh`; see the module docstring."""
     started = time.perf_counter()
     report = SyncReport()
@@ -150,7 +151,7 @@ def sync_projects(wh, targets: Iterable[Target | tuple[str, str]], auth, *, conc
                 client = clients.get(target.endpoint)
                 if client is None:  # one session and one rate budget per endpoint (region)
                     client = ModelArtsClient(target.endpoint, auth, concurrency=concurrency, rate=rate,
-                                             timeout=timeout, retry=retry, verify=verify)
+                                             timeout=timeout, retry=retry, verify=verify, deadline=deadline)
                     clients[target.endpoint] = client
                 sync_project(wh, client, project, concurrency=concurrency, per_page=per_page, progress=progress,
                              land_batch=land_batch)
@@ -236,6 +237,7 @@ def fetch_details(client: ModelArtsClient, project_id: str, keys: list[tuple[int
                     tally.failures.append(f"job {response.job_id} version {response.version_id}: {response.error}")
                 else:
                     tally.fetched += 1
+                    failpoints.hit("sync_detail_fetched")  # tests kill -9 a sync here, mid-fetch
                     yield response.record()
                 if progress:
                     progress(project_id, done, len(keys))

@@ -9,11 +9,13 @@
 corrupts payloads and decides transient faults, `server` speaks HTTP.
 """
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULTS, TransientFaults
+from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
 from pipelines.modelarts.simulator.generator import generate_version, iter_corpus
 from pipelines.modelarts.simulator.server import SimulatorServer, serve
 from pipelines.modelarts.simulator.world import DEFAULT_PROJECT_ID, VersionTruth, World
 
 __all__ = [
-    "DEFAULT_PROJECT_ID", "PAYLOAD_FAULTS", "TRANSIENT_FAULTS", "SimulatorServer", "TransientFaults",
+    "DEFAULT_PROJECT_ID", "HOSTILE_MODES", "PAYLOAD_FAULTS", "TRANSIENT_FAULTS", "Hostile", "SimulatorServer",
+    "TransientFaults",
     "VersionTruth", "World", "generate_version", "iter_corpus", "serve",
 ]

@@ -176,7 +176,30 @@ def _parameters(rng: random.Random, profile: dict) -> list[dict]:
     secret = profile["secret_parameter"]
     if secret is not None:
         out.append({"label": secret[0], "value": secret[1](rng)})
+    out.extend({"label": label, "value": value} for label, value in profile.get("planted_parameters", ()))
     return out
+
+
+# Labels and command-line shapes people really use for credentials, for jobs with planted
+# secrets (World(secret_share=...)): the warehouse must mask every one in its tidy tables.
+PLANTED_LABELS = ("password", "db_password", "api_token", "hfToken", "obsSecretKey", "access_key", "sk", "secret",
+                  "AWS_SECRET_ACCESS_KEY", "github-token", "apiKey", "auth_token")
+PLANTED_FLAGS = ("--password={}", "--db_passwd {}", "--api-key='{}'", '--secretKey="{}"', "OBS_SECRET_ACCESS_KEY={}",
+                 "--sk={}", "--token {}", "--access_key={}", "--code_url=https://ci:{}@git.example.com/team/repo.git")
+SECRET_MARK = "S3CR3T"  # every planted secret contains it, so a leak is easy to search for
+
+
+def plant_secrets(rng: random.Random, profile: dict) -> list[str]:
+    """Give a job's profile 1-3 secret parameters and 1-3 secret flags in its user_command; returns the values."""
+    def value() -> str:
+        return f"{SECRET_MARK}-{rng.getrandbits(64):016x}"
+
+    labels = rng.sample(PLANTED_LABELS, rng.randint(1, 3))
+    flags = rng.sample(PLANTED_FLAGS, rng.randint(1, 3))
+    profile["planted_parameters"] = [(label, value()) for label in labels]
+    planted_flags = [(flag, value()) for flag in flags]
+    profile["planted_command"] = " ".join(flag.format(v) for flag, v in planted_flags)
+    return [v for _, v in profile["planted_parameters"]] + [v for _, v in planted_flags]
 
 
 def _data_sources(rng: random.Random, profile: dict) -> list[dict]:
@@ -338,8 +361,7 @@ def generate_version(rng: random.Random | int, project_id: str, job_id: int, ver
         "model_metric_list": model_metrics(rng) if status == 10 else "",
         "system_metric_list": _system_metric_field(rng, gpu_num, started, metrics_fraction),
         "user_image_url": profile["user_image_url"],
-        "user_command": f"bash -x /home/work/run_train.sh python /home/work/user-job-dir/code/{profile['boot_file']} "
-                        f"--data_url=/home/work/data --train_url=/home/work/output" if custom else "",
+        "user_command": _user_command(profile, custom),
         "resource_id": uuid.UUID(int=hash_ids(project_id, job_id, version_id)).hex,
         "dataset_name": profile["dataset"] if dataset_id else "",
         "spec_code": spec_code,
@@ -353,6 +375,15 @@ def generate_version(rng: random.Random | int, project_id: str, job_id: int, ver
         "nas_type": "nfs" if nfs else "",
     }
     return payload
+
+
+def _user_command(profile: dict, custom: bool) -> str:
+    planted = profile.get("planted_command")
+    if not custom and not planted:
+        return ""
+    command = (f"bash -x /home/work/run_train.sh python /home/work/user-job-dir/code/{profile['boot_file']} "
+               f"--data_url=/home/work/data --train_url=/home/work/output")
+    return f"{command} {planted}" if planted else command
 
 
 def _system_metric_field(rng: random.Random, gpu_num: int, started: bool, fraction: float):

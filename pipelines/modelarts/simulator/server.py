@@ -8,7 +8,9 @@
 
 Auth, when configured: a static token (`token=`), IAM-issued tokens (`iam_user=`), and
 AK/SK signatures (`aksk=`) are each accepted; with none configured the API is open.
-Errors use the documented codes: 401 ModelArts.0201 (no token) / 0202 (expired) /
+`hostile=Hostile(mode)` adds behaviour no real endpoint should show (hostile ids, answers
+trickled forever, non-UTF-8 bytes, huge bodies; see hostile.py), and `tls=` an
+`ssl.SSLContext` serves HTTPS. Errors use the documented codes: 401 ModelArts.0201 (no token) / 0202 (expired) /
 0203 (invalid), 403 ModelArts.0206 (bad AK/SK) / 0210 (project not covered),
 400 ModelArts.0101 (bad paging) / 2775 (no such job or version), 404 APIG.0101 (no such API).
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import ssl
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from pipelines.modelarts.auth import verify_signature
+from pipelines.modelarts.simulator import hostile as _hostile
 from pipelines.modelarts.simulator.faults import TransientFaults
+from pipelines.modelarts.simulator.hostile import Hostile
 from pipelines.modelarts.simulator.world import World
 
 _JOBS = re.compile(r"^/v1/(?P<project>[^/]+)/training-jobs/?$")
@@ -42,6 +48,12 @@ class _HttpServer(ThreadingHTTPServer):
     request_queue_size = 256  # the default of 5 drops connections when a client opens 16 at once
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        """A client that hung up (a timeout, a deadline, a kill -9) is normal here; anything else is printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class SimulatorServer:
     """The simulator, started in a background thread; a context manager."""
@@ -50,7 +62,7 @@ class SimulatorServer:
                  token: str | None = None, aksk: tuple[str, str] | None = None,
                  iam_user: tuple[str, str, str] | None = None, token_ttl: float = 24 * 3600,
                  page_cap: int = 100, latency: float = 0.0, faults: TransientFaults | None = None,
-                 redirect_to: str | None = None):
+                 redirect_to: str | None = None, hostile: Hostile | None = None, tls: ssl.SSLContext | None = None):
         self.world = world or World()
         self.token = token
         self.aksk = {aksk[0]: aksk[1]} if aksk else {}
@@ -60,22 +72,29 @@ class SimulatorServer:
         self.latency = latency
         self.faults = faults or TransientFaults()
         self.redirect_to = redirect_to.rstrip("/") if redirect_to else None
+        self.hostile = hostile
+        self.stopping = threading.Event()  # ends trickling answers when the server stops
         self.counts: Counter[str] = Counter()  # requests received per endpoint kind
         self.fault_counts: Counter[str] = Counter()  # transient faults injected, per kind
         self.status_counts: Counter[int] = Counter()  # responses sent, per HTTP status
         self.detail_requests: list[tuple[str, int, int]] = []
+        self.targets: deque[str] = deque(maxlen=100_000)  # "METHOD /path?query" of the latest requests
         self._issued: dict[str, tuple[str, float]] = {}  # IAM token -> (project_id, wall-clock expiry)
         self._per_path: Counter[str] = Counter()
         self._faults_per_path: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._httpd = _HttpServer((host, port), _handler_class(self))
+        self.scheme = "http"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> "SimulatorServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -84,6 +103,7 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -107,6 +127,7 @@ class SimulatorServer:
             self.fault_counts.clear()
             self.status_counts.clear()
             self.detail_requests.clear()
+            self.targets.clear()
 
     # -- bookkeeping used by the handler -----------------------------------------
     def _next_fault(self, path: str) -> str | None:
@@ -122,8 +143,9 @@ class SimulatorServer:
         with self._lock:
             self.status_counts[status] += 1
 
-    def _count(self, kind: str, detail: tuple[str, int, int] | None = None) -> None:
+    def _count(self, kind: str, detail: tuple[str, int, int] | None = None, target: str = "") -> None:
         with self._lock:
+            self.targets.append(target)
             self.counts[kind] += 1
             if detail:
                 self.detail_requests.append(detail)
@@ -170,9 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         body = self._read_body()
         kind, match = _route(method, parts.path)
-        sim._count(kind, _detail_key(match) if kind == "version_detail" else None)
+        sim._count(kind, _detail_key(match) if kind == "version_detail" else None, f"{method} {self.path}")
         if sim.latency:
             time.sleep(sim.latency)
+        if sim.hostile and sim.hostile.mode.startswith("trickle") and sim.hostile.applies(self.path):
+            return self._trickle(sim.hostile)
         if kind == "iam":
             return self._iam(body)
         if sim.redirect_to and kind != "other":
@@ -209,6 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
                       reverse=order == "desc")
         size = min(per_page, self.simulator.page_cap)
         window = jobs[(page - 1) * size: page * size]
+        if self._hostile("evil_ids") and page == 1:
+            window = _hostile.evil_job_items() + window
         quota = 1000
         self._json(200, {"is_success": True, "job_total_count": len(jobs), "job_count_limit": quota - len(jobs),
                          "quotas": quota, "jobs": window})
@@ -228,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             window = items[(page - 1) * size: page * size]
         else:
             window = items
+        if self._hostile("evil_ids") and page <= 1:
+            window = [orjson.dumps(item) for item in _hostile.evil_version_items(job_id)] + window
         head = orjson.dumps({"is_success": True, "job_id": job_id, "job_name": sim_job.profile["job_name"],
                              "job_desc": sim_job.profile["job_desc"], "version_count": len(items)})
         self._send(200, head[:-1] + b',"versions":[' + b",".join(window) + b"]}")
@@ -265,6 +293,35 @@ class _Handler(BaseHTTPRequestHandler):
             "methods": ["password"], "project": {"id": project_id, "name": "sim-region"},
             "user": {"name": user[0], "domain": {"name": user[2]}},
         }}, {"X-Subject-Token": token})
+
+    def _hostile(self, mode: str) -> bool:
+        hostile = self.simulator.hostile
+        return hostile is not None and hostile.mode == mode and hostile.applies(self.path)
+
+    def _trickle(self, hostile: Hostile) -> None:
+        """Headers (or only the status line), then a byte (or a header line) every interval, until the client
+        gives up or the server stops."""
+        sim = self.simulator
+        sim._sent(200)
+        try:
+            self.send_response(200)
+            if hostile.mode == "trickle_body":  # no Content-Length: the body ends when the connection does
+                self.send_header("Content-Type", "application/json;charset=utf-8")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(b'{"is_success":true,"padding":"')
+            else:
+                self.flush_headers()  # the status line and the first headers, without the blank line that ends them
+            self.wfile.flush()
+            n = 0
+            while not sim.stopping.wait(hostile.interval):
+                n += 1
+                line = b"x" if hostile.mode == "trickle_body" else b"X-Trickle-%d: x\r\n" % n
+                self.wfile.write(line)
+                self.wfile.flush()
+        except OSError:  # the client hung up: what it should do
+            pass
+        self.close_connection = True
 
     def _check_auth(self, method: str, body: bytes, project_id: str) -> tuple[int, dict] | None:
         """None if allowed, else (status, error body)."""
@@ -326,6 +383,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, headers: dict | None = None):
         """One response. A "truncated" fault promises the whole body, sends a third, and hangs up."""
         self.simulator._sent(status)
+        if status == 200 and self._hostile("non_utf8"):
+            body = _hostile.non_utf8(body)
+        elif status == 200 and self._hostile("huge") and body.startswith(b'{"is_success":true'):
+            body = _hostile.huge(body, self.simulator.hostile.size)
         truncate = self._fault == "truncated"
         try:
             self.send_response(status)

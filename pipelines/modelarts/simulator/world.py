@@ -18,7 +18,7 @@ import orjson
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, apply_payload_faults, assign_payload_faults
 from pipelines.modelarts.simulator.generator import (
     ACTIVE_STATUS_WEIGHTS, DEFAULT_PROJECT_ID, FINAL_STATUS_WEIGHTS, NOT_STARTED, generate_version, job_profile,
-    list_item, weighted_choice,
+    list_item, plant_secrets, weighted_choice,
 )
 from warehouse.statuses import FINAL_STATUSES
 
@@ -101,12 +101,15 @@ class World:
     def __init__(self, *, projects: tuple[str, ...] | list[str] = (DEFAULT_PROJECT_ID,), jobs: int = 20,
                  versions_per_job: int | tuple[int, int] = (1, 8), seed: int = 0, running_share: float = 0.2,
                  payload_fault_rate: float = 0.0, payload_faults: tuple[str, ...] = PAYLOAD_FAULTS,
-                 cache_size: int = 4096):
+                 cache_size: int = 4096, secret_share: float = 0.0):
         unknown = set(payload_faults) - set(PAYLOAD_FAULTS)
         if unknown:
             raise ValueError(f"unknown payload fault(s): {', '.join(sorted(unknown))}")
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
+        self._seed = seed
+        self._secret_share = secret_share  # share of jobs with planted secrets (generator.plant_secrets)
+        self._planted: set[str] = set()
         self._now = START_MS
         self._running_share = running_share
         self._fault_rate, self._fault_kinds = payload_fault_rate, tuple(payload_faults)
@@ -133,6 +136,10 @@ class World:
             times.append(times[-1] + gap)
         job = SimJob(project_id, job_id, job_profile(random.Random(rng.getrandbits(64)), job_id),
                      times[0] - rng.randint(0, HOUR_MS))
+        if self._secret_share > 0:  # its own random stream: worlds without secrets stay as they were
+            secrets_rng = random.Random(f"{self._seed}:{project_id}:{job_id}:secrets")
+            if secrets_rng.random() < self._secret_share:
+                self._planted.update(plant_secrets(secrets_rng, job.profile))
         self._jobs[project_id][job_id] = job
         for index, create_ms in enumerate(times, start=1):
             active = fresh or (index == n_versions and rng.random() < self._running_share)
@@ -273,14 +280,7 @@ class World:
         if cached is not None and cached[0] == v.revision:
             self._cache.move_to_end(v.key)
             return cached
-        fraction = None
-        if not v.is_final and v.start_ms is not None:
-            fraction = min(0.95, max(0.05, (self._now - v.start_ms) / max(1, v.finishes_ms - v.start_ms)))
-        payload = generate_version(
-            random.Random(v.seed), v.project_id, v.job_id, v.version_id, profile=job.profile, status=v.status,
-            version_index=v.index, pre_version_id=v.pre_version_id, create_time=v.create_ms,
-            start_time=v.start_ms, duration=self._duration(v), metrics_fraction=fraction,
-        )
+        payload = self._payload(job, v)
         item = orjson.dumps(list_item(payload))
         detail, note = apply_payload_faults(v.faults, payload, random.Random(f"{v.seed}:{v.revision}:faults"))
         entry = (v.revision, detail, item, note)
@@ -288,6 +288,29 @@ class World:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return entry
+
+    def _payload(self, job: SimJob, v: SimVersion) -> dict:
+        """The version's detail as generated, before any payload fault."""
+        fraction = None
+        if not v.is_final and v.start_ms is not None:
+            fraction = min(0.95, max(0.05, (self._now - v.start_ms) / max(1, v.finishes_ms - v.start_ms)))
+        return generate_version(
+            random.Random(v.seed), v.project_id, v.job_id, v.version_id, profile=job.profile, status=v.status,
+            version_index=v.index, pre_version_id=v.pre_version_id, create_time=v.create_ms,
+            start_time=v.start_ms, duration=self._duration(v), metrics_fraction=fraction,
+        )
+
+    def payload(self, project_id: str, job_id: int, version_id: int) -> dict | None:
+        """The clean payload of a version now (what its detail says before payload faults), for ledger tests."""
+        with self._lock:
+            job = self.job(project_id, job_id)
+            version = next((v for v in job.versions if v.version_id == version_id), None) if job else None
+            return None if version is None else self._payload(job, version)
+
+    def planted_secrets(self) -> set[str]:
+        """Every secret value planted in jobs' parameters and user_command (see World(secret_share=...))."""
+        with self._lock:
+            return set(self._planted)
 
     def prewarm(self) -> int:
         """Generate every version's bodies now (up to the cache size), so that serving costs no CPU.
