@@ -36,8 +36,8 @@ FAST = RetryPolicy(max_retries=1, backoff_base=0.01, backoff_max=0.02)
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_"))}
 HOSTILE_PROJECT_IDS = ["../../etc", "..", "a/b", "x' OR '1'='1", 'p"; DROP TABLE job_versions; --', "p;rm -rf ~",
                        "%2e%2e%2f", "p?x=1", "p#f", "p\nq", "p q", "", "é" * 3, "p" * 129]
-EXPECTED_FILES = re.compile(r"^(modelarts\.duckdb(\.wal)?|\.writer\.lock|parquet/[a-z_]+/[A-Za-z0-9_-]+/"
-                            r"[A-Za-z0-9_.-]+\.parquet)$")
+EXPECTED_FILES = re.compile(r"^(modelarts\.duckdb(\.wal)?|\.writer\.lock|parquet/[a-z_]+/empty\.parquet|"
+                            r"parquet/[a-z_]+/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+\.parquet)$")
 
 
 def _files(root: Path) -> set[str]:

@@ -187,3 +187,20 @@ def test_rebuild_reproduces_the_tables_exactly(wh_dir, seed_bytes):
         wh.rebuild()
     assert snapshot(wh_dir) == before
     assert_parquet_matches_duckdb(wh_dir)
+
+
+def test_deferred_landing_waits_for_its_own_derive_step(wh_dir, seed_bytes):
+    with Warehouse.open(wh_dir) as wh:
+        wh.land([RawRecord(body=_version(seed_bytes, 1, 1), project_id="proj1", source="x")], derive=False)
+    with Warehouse.open(wh_dir) as wh:  # another writer opening does not derive it behind the step's back
+        assert wh.con.execute("SELECT count(*) FROM job_versions").fetchall() == [(0,)]
+        assert wh.derive_pending("proj1").versions_loaded == 1
+
+
+def test_a_new_warehouse_has_a_readable_file_for_every_table(wh_dir):
+    with Warehouse.open(wh_dir):
+        pass
+    for table in schema.ALL_TABLES:
+        assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh_dir}/parquet/{table.name}/**/*.parquet', "
+                          "hive_partitioning=true)").fetchall() == [(0,)]
+        assert len(pd.read_parquet(wh_dir / "parquet" / table.name)) == 0

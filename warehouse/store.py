@@ -94,7 +94,8 @@ class LoadReport:
 
 _INTERNAL_DDL = (
     "CREATE TABLE IF NOT EXISTS _dirty (table_name VARCHAR, project_id VARCHAR, load_id VARCHAR)",
-    "CREATE TABLE IF NOT EXISTS _underived (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS _underived (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR, "
+    "deferred BOOLEAN DEFAULT false)",
     "CREATE TABLE IF NOT EXISTS _version_parts (project_id VARCHAR, job_id BIGINT, version_id BIGINT, part_id VARCHAR)",
 )
 
@@ -157,8 +158,17 @@ class Warehouse:
         """Finish what a crashed writer left: derive landed-but-underived raw rows, export dirty partitions."""
         for stale in (self.root / PARQUET_DIR).glob("*/*/.*.tmp"):
             stale.unlink()  # a crashed export's half-written file; never visible to readers
-        self.derive_pending(export=False)
+        self.derive_pending(export=False, include_deferred=False)
         self.export()
+        self._export_table_placeholders()
+
+    def _export_table_placeholders(self) -> None:
+        """An empty file at the root of every table folder that has none, so a table's glob matches
+        even before its first project is exported (e.g. after a first sync killed before any commit)."""
+        for table in schema.ALL_TABLES:
+            folder = self.root / PARQUET_DIR / table.name
+            if not any(folder.rglob("*.parquet")):
+                self._copy(folder, "empty.parquet", f'SELECT * FROM "{table.name}" LIMIT 0', [])
 
     # -- reading what is stored --------------------------------------------------
     def version_states(self, project_id: str) -> dict[tuple[int, int], bool]:
@@ -285,10 +295,16 @@ class Warehouse:
         except (OSError, duckdb.TransactionException):
             pass  # no WAL yet, or another transaction is open: the next batch or close() does it
 
-    def derive_pending(self, project_id: str | None = None, *, export: bool = True) -> LoadReport:
-        """Derive tidy rows for raw bodies landed with `derive=False` (or left by a crash)."""
+    def derive_pending(self, project_id: str | None = None, *, export: bool = True,
+                       include_deferred: bool = True) -> LoadReport:
+        """Derive tidy rows for raw bodies landed with `derive=False` (or left by a crash).
+
+        On open, only a crash's leftovers are derived (`include_deferred=False`): bodies landed
+        with `derive=False` wait for their own derive step (Dagster's table assets).
+        """
         report = LoadReport(load_id="pending")
-        where = "WHERE r.project_id = $project" if project_id else ""
+        conditions = (["r.project_id = $project"] if project_id else []) + ([] if include_deferred else ["NOT u.deferred"])
+        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         params = {"project": project_id} if project_id else {}
         reader = self.con.cursor()
         parts = _PartPlan(new_load_id())
@@ -317,22 +333,24 @@ class Warehouse:
                     parts: "_PartPlan | None" = None) -> LoadReport:
         for record in chunk:
             validate_project_id(record.project_id)
-        fresh, shas = self._land_raw(chunk, load_id)
+        fresh, shas = self._land_raw(chunk, load_id, deferred=not derive)
         report = (self._derive(fresh, load_id, shas, parts) if derive
                   else LoadReport(projects={r.project_id for r in fresh}))
         report.duplicates = len(chunk) - len(fresh)
         report.landed = len(fresh)
         return report
 
-    def _land_raw(self, chunk: list[RawRecord], load_id: str) -> tuple[list[RawRecord], list[str]]:
+    def _land_raw(self, chunk: list[RawRecord], load_id: str, deferred: bool = False
+                  ) -> tuple[list[RawRecord], list[str]]:
         """Commit the raw bodies that are not stored yet; return their records."""
-        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con)
+        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con, deferred=deferred)
         return fresh, shas
 
     def _land_raw_rows(self, chunk: list[RawRecord], load_id: str, con: duckdb.DuckDBPyConnection,
-                       raw: pa.Table | None = None) -> tuple[list[RawRecord], list[str], pa.Table | None]:
+                       raw: pa.Table | None = None, deferred: bool = False
+                       ) -> tuple[list[RawRecord], list[str], pa.Table | None]:
         """_land_raw on a given connection (and with the chunk's raw rows if already built);
-        also returns the raw rows it inserted."""
+        also returns the raw rows it inserted. `deferred` rows wait for derive_pending()."""
         if raw is None:
             raw = _raw_table(chunk, load_id)
         new_raw = None
@@ -355,7 +373,8 @@ class Warehouse:
                 new_raw = raw if len(keep) == raw.num_rows else raw.take(keep)
                 con.register("new_raw", new_raw)
                 con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM new_raw")
-                con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM new_raw")
+                con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, ? FROM new_raw",
+                            [deferred])
                 con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
                 con.unregister("new_raw")
             failpoints.hit("raw_before_commit")
@@ -510,7 +529,7 @@ class Warehouse:
                 con.execute(f'DELETE FROM "{table.name}"')
             con.execute("DELETE FROM _version_parts")
             con.execute("DELETE FROM _underived")
-            con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256 FROM raw_payloads")
+            con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, false FROM raw_payloads")
             con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
                         "(SELECT DISTINCT project_id FROM raw_payloads) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
                         [[t.name for t in schema.TIDY_TABLES] + ["jobs"]])
