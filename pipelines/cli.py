@@ -1,14 +1,15 @@
 """`modelarts-etl`: the command line. Kept free of Dagster imports so it starts fast."""
 from __future__ import annotations
 
-import sys
 import time
 
 import click
 
-from warehouse.files import InputError, iter_file_records
+from pipelines.cli_errors import user_errors
+
+from warehouse.files import iter_file_records
 from warehouse.reader import warehouse_dir
-from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, WarehouseError, validate_project_id
+from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, validate_project_id
 
 WAREHOUSE_OPTION = click.option(
     "--warehouse", "warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
@@ -32,7 +33,7 @@ def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_
            batch_size: int) -> None:
     """Load payload files (.json, .jsonl, or folders of them) as if fetched."""
     started = time.perf_counter()
-    with _user_errors():
+    with user_errors():
         validate_project_id(project_id)
         with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
             report = wh.land(iter_file_records(paths, project_id), batch_records=batch_size)
@@ -45,7 +46,7 @@ def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_
 def rebuild(warehouse: str | None, keep_secrets: bool) -> None:
     """Re-derive every tidy table from raw_payloads (after a parser fix); calls nothing."""
     started = time.perf_counter()
-    with _user_errors():
+    with user_errors():
         with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
             report = wh.rebuild()
     _print_report(report, time.perf_counter() - started)
@@ -57,21 +58,6 @@ def _print_report(report: LoadReport, elapsed: float) -> None:
         f"versions loaded {report.versions_loaded}, rejected {report.rejected}, "
         f"field issues {report.field_issues}, in {elapsed:.1f} s"
     )
-
-
-class _user_errors:
-    """Turn the errors a user can fix into one line and exit code 2, never a traceback."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, (WarehouseError, InputError)):
-            raise click.ClickException(str(exc))
-        if exc_type is KeyboardInterrupt:
-            click.echo("interrupted; the warehouse keeps its last completed write", err=True)
-            sys.exit(130)
-        return False
 
 
 try:  # the sync and simulate commands live beside the HTTP client

@@ -20,15 +20,15 @@ commands without the main CLI.
 """
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 
 import click
 
+from pipelines.cli_errors import user_errors
+
 from pipelines.modelarts.auth import auth_from_env
 from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, normalize_endpoint
-from pipelines.modelarts.errors import ModelArtsError
 from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULTS, TransientFaults
 from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
@@ -37,7 +37,7 @@ from pipelines.modelarts.simulator.server import SimulatorServer
 from pipelines.modelarts.simulator.world import World
 from pipelines.modelarts.sync import DEFAULT_LAND_BATCH, SyncReport, Target, sync_projects
 from warehouse.reader import warehouse_dir
-from warehouse.store import Warehouse, WarehouseError, validate_project_id
+from warehouse.store import Warehouse, validate_project_id
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines
 PROGRESS_MIN_VERSIONS = 100  # syncs with fewer versions to fetch print no progress
@@ -94,7 +94,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
          keep_secrets: bool, quiet: bool) -> None:
     """Fetch new and unfinished training-job versions from the API into the warehouse."""
     ids = _split_ids(project_ids)
-    with _user_errors():
+    with user_errors():
         for project_id in ids:
             validate_project_id(project_id)
         endpoint = normalize_endpoint(endpoint)
@@ -242,21 +242,6 @@ def _range(text: str) -> int | tuple[int, int]:
 
 def _kinds(text: str) -> tuple[str, ...]:
     return tuple(kind.strip() for kind in text.split(",") if kind.strip())
-
-
-class _user_errors:
-    """Errors a user can fix become one line and exit status 1; never a traceback."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, (ModelArtsError, WarehouseError)):
-            raise click.ClickException(str(exc))
-        if exc_type is KeyboardInterrupt:
-            click.echo("interrupted; the warehouse keeps every batch it completed", err=True)
-            sys.exit(130)
-        return False
 
 
 @click.group()
