@@ -110,7 +110,7 @@ class _Stream:
         if self.pending:
             data = pa.concat_tables(self.pending)
             self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
-            self.writer.write_table(data, row_group_size=max(data.num_rows, 1))
+            self.writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -16,6 +16,7 @@ Why it is safe:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import re
@@ -40,7 +41,7 @@ DB_FILE = "modelarts.duckdb"
 PARQUET_DIR = "parquet"
 LOCK_FILE = ".writer.lock"
 DEFAULT_BATCH_RECORDS = 2000
-DEFAULT_BATCH_BYTES = 48 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # ~1,100 payloads of the benchmark corpus; bounds the samples per batch
 APPEND_TABLES = ("raw_payloads", "rejected_payloads")  # exported one file per load, never rewritten
 # Version-scoped tables are exported as part files, `part-<part_id>.parquet`; `_version_parts`
 # says which part holds each version. A load puts finished versions into "cold" parts of up
@@ -49,8 +50,9 @@ APPEND_TABLES = ("raw_payloads", "rejected_payloads")  # exported one file per l
 PART_VERSIONS = 10_000
 # DuckDB's buffer pool. Rows committed through the WAL (the raw bodies) stay in it until a
 # checkpoint; past the limit DuckDB moves them to .duckdb_tmp, so a long load's memory stays flat.
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 WAL_CHECKPOINT_BYTES = 1 << 30
+IN_FLIGHT_BATCHES = 2  # batches the reading thread has handed on and the other threads still hold
 VERSION_SCOPED = frozenset(t.name for t in schema.TIDY_TABLES)
 PROJECT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -209,9 +211,13 @@ class Warehouse:
         files = StreamedFiles(self.root / PARQUET_DIR)
         state = _StreamState(load_id)
         raw_con = self.con.cursor()  # the raw thread's connection; the duckdb thread writes on self.con
-        duck = _Stage(lambda item: self._duck_step(item, load_id, state), "warehouse-duckdb")
+        # Batches handed on and not yet done by both the duckdb and the parquet thread: a bound on
+        # the memory in flight (queues alone would let ~5 batches pile up behind the duckdb thread).
+        slots = threading.BoundedSemaphore(IN_FLIGHT_BATCHES)
+        duck = _Stage(lambda item: _done_by(item, slots, self._duck_step, item, load_id, state), "warehouse-duckdb")
         raw_stage = _Stage(lambda item: self._raw_step(item, load_id, raw_con, duck), "warehouse-raw")
-        parquet = _Stage(lambda item: _write_parquet(files, item, load_id, state), "warehouse-parquet")
+        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item, load_id, state),
+                         "warehouse-parquet")
         checker = self.con.cursor()  # for reads on this thread
         precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM raw_payloads)").fetchall()[0][0]
         try:
@@ -230,11 +236,17 @@ class Warehouse:
                     chunk_fresh = chunk
                 shas = raw.column("payload_sha256").to_pylist()
                 batch = flatten(chunk_fresh, redact=self.redact, shas=shas) if chunk_fresh else None
+                # the bodies are in `raw` now: the batch in flight does not keep a second copy
+                chunk_fresh = [dataclasses.replace(r, body=b"") for r in chunk_fresh]
                 item = _Loaded(len(chunk), chunk_fresh, shas, raw, batch, plan.assign(batch) if batch else [])
-                del raw, batch
+                del raw, batch, chunk, chunk_fresh
+                while not slots.acquire(timeout=0.2):
+                    for stage in (raw_stage, duck, parquet):
+                        stage.raise_if_failed()
                 raw_stage.put(item)
                 parquet.put(item)
                 del item
+                _release_arrow_memory()
             raw_stage.finish()
             duck.finish()
             parquet.finish()
@@ -262,20 +274,21 @@ class Warehouse:
     def _raw_step(self, item: "_Loaded", load_id: str, con: duckdb.DuckDBPyConnection, duck: "_Stage") -> None:
         """The raw thread: commit one batch's raw bodies, then pass the batch on for deriving."""
         if item.records:
-            item.landed = self._land_raw_rows(item.records, load_id, con, raw=item.raw)[:2]
+            item.landed = self._land_raw_rows(item.records, load_id, con, raw=item.raw)
         duck.put(item)
 
     def _duck_step(self, item: "_Loaded", load_id: str, state: "_StreamState") -> None:
         """The duckdb thread: commit one batch's tidy rows (its raw bodies are committed)."""
         report = LoadReport(duplicates=item.chunk_size - len(item.records))
         if item.records:
-            fresh, shas = item.landed
+            fresh, shas, new_raw = item.landed
             report.landed = len(fresh)
             report.duplicates += len(item.records) - len(fresh)
             if len(fresh) == len(item.records):
                 batch, part_ids = item.batch, item.part_ids
             else:  # stored meanwhile by an earlier batch of this load: derive only what is new
                 state.streamable = False
+                fresh = _records_from_raw(new_raw) if fresh else []  # item.records are without their bodies
                 batch = flatten(fresh, redact=self.redact, shas=shas) if fresh else None
                 part_ids = state.fallback_parts.assign(batch) if batch else []
             if batch is not None:
@@ -664,7 +677,30 @@ class _Loaded:
     raw: pa.Table  # their raw_payloads rows
     batch: FlatBatch | None
     part_ids: list[str]  # part of each version in batch.keys
-    landed: tuple | None = None  # (records, shas) the raw commit found new, set by the raw thread
+    landed: tuple | None = None  # (records, shas, raw rows) the raw commit found new, set by the raw thread
+    users: int = 2  # the duckdb and the parquet thread: the batch's slot is free once both are done
+
+
+_USERS_LOCK = threading.Lock()
+
+
+def _release_arrow_memory() -> None:
+    """Give this thread's freed Arrow memory back to the OS: Arrow's allocator (mimalloc) keeps
+    it otherwise, ~150 MB over a load of the benchmark corpus."""
+    pa.default_memory_pool().release_unused()
+
+
+def _done_by(item: _Loaded, slots: threading.BoundedSemaphore, step, *args) -> None:
+    """Run one thread's step on a batch; the last of its two users frees its in-flight slot."""
+    try:
+        step(*args)
+        _release_arrow_memory()
+    finally:
+        with _USERS_LOCK:
+            item.users -= 1
+            last = item.users == 0
+        if last:
+            slots.release()
 
 
 @dataclass
@@ -694,7 +730,7 @@ class _Stage:
 
     def put(self, item) -> None:
         while True:
-            self._raise_if_failed()
+            self.raise_if_failed()
             try:
                 self._queue.put(item, timeout=0.2)
                 return
@@ -704,7 +740,7 @@ class _Stage:
     def finish(self) -> None:
         self.put(None)
         self._thread.join()
-        self._raise_if_failed()
+        self.raise_if_failed()
 
     def stop(self) -> None:
         """After an error or Ctrl-C: let the current item end, drop the rest."""
@@ -720,7 +756,7 @@ class _Stage:
             pass
         self._thread.join()
 
-    def _raise_if_failed(self) -> None:
+    def raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
