@@ -11,6 +11,7 @@ import gc
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -764,13 +765,9 @@ def _flatten(records: list[RawRecord], redact: bool, shas: list[str] | None) -> 
         return _flatten_two_pass(records, redact, shas)
 
 
-def _flatten_streaming(records: list[RawRecord], redact: bool, shas: list[str] | None) -> FlatBatch:
-    """One pass, each payload dropped as soon as it is flattened: a batch never holds all its
-    decoded payloads at once (they are ~10x the JSON in Python objects)."""
-    builder = _Builder(redact)
-    raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
-    rejected = _empty_cols(schema.REJECTED_PAYLOADS)
-    seen: set[tuple] = set()
+def _decoded(records: list[RawRecord], shas: list[str] | None, raw: dict, rejected: dict) -> Iterator[tuple]:
+    """(payload, key, record, sha) of each usable version record, in order; records every
+    body's raw key and every rejection on the way."""
     for n, record in enumerate(records):
         sha = shas[n] if shas is not None else sha256_hex(record.body)
         _append_raw(raw, record, sha)
@@ -782,10 +779,21 @@ def _flatten_streaming(records: list[RawRecord], redact: bool, shas: list[str] |
         except Rejection as rej:
             _append_rejected(rejected, record, sha, rej)
             continue
+        raw["job_id"][-1], raw["version_id"][-1] = key[1], key[2]
+        yield payload, key, record, sha
+
+
+def _flatten_streaming(records: list[RawRecord], redact: bool, shas: list[str] | None) -> FlatBatch:
+    """One pass, each payload dropped as soon as it is flattened: a batch never holds all its
+    decoded payloads at once (they are ~10x the JSON in Python objects)."""
+    builder = _Builder(redact)
+    raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
+    rejected = _empty_cols(schema.REJECTED_PAYLOADS)
+    seen: set[tuple] = set()
+    for payload, key, record, sha in _decoded(records, shas, raw, rejected):
         if key in seen:
             raise _SameVersionTwice
         seen.add(key)
-        raw["job_id"][-1], raw["version_id"][-1] = key[1], key[2]
         _add_version(builder, payload, key, record, sha)
         del payload
     return _finish(builder, raw, rejected)
@@ -795,26 +803,11 @@ def _flatten_two_pass(records: list[RawRecord], redact: bool, shas: list[str] | 
     builder = _Builder(redact)
     raw = {name: [] for name in _RAW_KEY_SCHEMA.names}
     rejected = _empty_cols(schema.REJECTED_PAYLOADS)
-    latest: dict[tuple, int] = {}
-    decoded = []
-    for n, record in enumerate(records):
-        sha = shas[n] if shas is not None else sha256_hex(record.body)
-        _append_raw(raw, record, sha)
-        if record.kind != VERSION_DETAIL:
-            continue
-        try:
-            payload = decode(record)
-            key = payload_key(payload, record)
-        except Rejection as rej:
-            _append_rejected(rejected, record, sha, rej)
-            continue
-        raw["job_id"][-1], raw["version_id"][-1] = key[1], key[2]
-        latest[key] = len(decoded)
-        decoded.append((payload, key, record, sha))
+    decoded = list(_decoded(records, shas, raw, rejected))
+    latest = {key: i for i, (_, key, _, _) in enumerate(decoded)}
     for i, (payload, key, record, sha) in enumerate(decoded):
-        if latest[key] != i:
-            continue
-        _add_version(builder, payload, key, record, sha)
+        if latest[key] == i:
+            _add_version(builder, payload, key, record, sha)
     return _finish(builder, raw, rejected)
 
 
