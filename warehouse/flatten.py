@@ -322,8 +322,7 @@ def decode(record: RawRecord) -> dict:
     if not isinstance(payload, dict):
         raise Rejection("decode", "not_an_object", f"expected a JSON object, got {type(payload).__name__}")
     if payload.get("is_success") is False:
-        code = payload.get("error_code")
-        message = payload.get("error_message", payload.get("error_msg"))
+        code, message = _api_error(payload)
         raise Rejection("validate", "api_error", f"API error {code}: {message}")
     return payload
 
@@ -354,9 +353,13 @@ def _api_error_suffix(body: bytes) -> str:
         return ""
     if not isinstance(payload, dict):
         return ""
-    code = payload.get("error_code")
-    message = payload.get("error_message", payload.get("error_msg"))
+    code, message = _api_error(payload)
     return f" ({code}: {message})" if code or message else ""
+
+
+def _api_error(payload: dict) -> tuple:
+    """(error_code, message) of an error body; older API editions name the message `error_msg`."""
+    return payload.get("error_code"), payload.get("error_message", payload.get("error_msg"))
 
 
 _CLASS_METRIC_KEYS = frozenset({"metric_values", "metric_meta", "reserved_data"})

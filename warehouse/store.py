@@ -23,6 +23,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -371,33 +372,27 @@ class Warehouse:
         con.register("batch_raw", raw.select(["project_id", "source", "payload_sha256"]).append_column(
             "idx", pa.array(np.arange(raw.num_rows, dtype=np.int64))))
         try:
-            con.execute("BEGIN")
-            new_idx = con.execute(
-                """
-                SELECT b.idx FROM batch_raw b
-                WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id
-                                  AND r.source = b.source AND r.payload_sha256 = b.payload_sha256)
-                QUALIFY row_number() OVER (PARTITION BY b.project_id, b.source, b.payload_sha256 ORDER BY b.idx) = 1
-                ORDER BY b.idx
-                """
-            ).fetchall()
-            keep = [i for (i,) in new_idx]
-            if keep:
-                new_raw = raw if len(keep) == raw.num_rows else raw.take(keep)
-                con.register("new_raw", new_raw)
-                con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM new_raw")
-                con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, ? FROM new_raw",
-                            [deferred])
-                con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
-                con.unregister("new_raw")
-            failpoints.hit("raw_before_commit")
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
+            with _transaction(con, "raw"):
+                new_idx = con.execute(
+                    """
+                    SELECT b.idx FROM batch_raw b
+                    WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id
+                                      AND r.source = b.source AND r.payload_sha256 = b.payload_sha256)
+                    QUALIFY row_number() OVER (PARTITION BY b.project_id, b.source, b.payload_sha256 ORDER BY b.idx) = 1
+                    ORDER BY b.idx
+                    """
+                ).fetchall()
+                keep = [i for (i,) in new_idx]
+                if keep:
+                    new_raw = raw if len(keep) == raw.num_rows else raw.take(keep)
+                    con.register("new_raw", new_raw)
+                    con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM new_raw")
+                    con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, ? FROM new_raw",
+                                [deferred])
+                    con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
+                    con.unregister("new_raw")
         finally:
             con.unregister("batch_raw")
-        failpoints.hit("raw_committed")
         shas = raw.column("payload_sha256").to_pylist()
         return [chunk[i] for i in keep], [shas[i] for i in keep], new_raw
 
@@ -424,8 +419,7 @@ class Warehouse:
         if part_ids is None:
             part_ids = parts.assign(batch)
         con = self.con
-        try:
-            con.execute("BEGIN")
+        with _transaction(con, "derive"):
             old_parts = self._upsert_versions(batch, part_ids)
             self._insert_rejected(batch, load_id)
             con.register("derived", batch.raw_keys)
@@ -439,12 +433,6 @@ class Warehouse:
                         "AND r.payload_sha256 = d.payload_sha256 AND (r.job_id IS DISTINCT FROM d.job_id "
                         "OR r.version_id IS DISTINCT FROM d.version_id)")
             con.unregister("derived")
-            failpoints.hit("derive_before_commit")
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
-        failpoints.hit("derive_committed")
         return report, part_ids, old_parts
 
     def _upsert_versions(self, batch: FlatBatch, part_ids: list[str]) -> list[tuple[str, str]]:
@@ -536,8 +524,7 @@ class Warehouse:
         killed half-way is finished by the next writer that opens the warehouse.
         """
         con = self.con
-        try:
-            con.execute("BEGIN")
+        with _transaction(con):
             for table in schema.TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
                 con.execute(f'DELETE FROM "{table.name}"')
             con.execute("DELETE FROM _version_parts")
@@ -546,10 +533,6 @@ class Warehouse:
             con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
                         "(SELECT DISTINCT project_id FROM raw_payloads) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
                         [[t.name for t in schema.TIDY_TABLES] + ["jobs"]])
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
         report = self.derive_pending(export=False)
         report.load_id = "rebuild"
         self.export(full=True)
@@ -898,6 +881,23 @@ def _chunks(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> I
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, failpoint: str | None = None):
+    """BEGIN ... COMMIT, rolled back on any error; `<failpoint>_before_commit` and
+    `<failpoint>_committed` are where crash tests kill the process."""
+    con.execute("BEGIN")
+    try:
+        yield
+        if failpoint:
+            failpoints.hit(f"{failpoint}_before_commit")
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    if failpoint:
+        failpoints.hit(f"{failpoint}_committed")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
