@@ -5,16 +5,10 @@ import time
 
 import click
 
-from pipelines.cli_errors import user_errors
-
+from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 from warehouse.files import iter_file_records
 from warehouse.reader import warehouse_dir
 from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, validate_project_id
-
-WAREHOUSE_OPTION = click.option(
-    "--warehouse", "warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
-    help="Warehouse folder (or $MODELARTS_WAREHOUSE).",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

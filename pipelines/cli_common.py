@@ -1,4 +1,5 @@
-"""The one rule of every command: a mistake the user can fix is one line and exit status 1."""
+"""What every command shares: the --warehouse option, and the rule that a mistake the user
+can fix is one line and exit status 1."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,11 @@ from warehouse.files import InputError
 from warehouse.store import WarehouseError
 
 USER_ERRORS = (ModelArtsError, WarehouseError, InputError)
+
+WAREHOUSE_OPTION = click.option(
+    "--warehouse", "warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
+    help="Warehouse folder (or $MODELARTS_WAREHOUSE).",
+)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import warnings
 
 import click
 
-from pipelines.cli_errors import user_errors
+from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 
 from pipelines.modelarts.auth import auth_from_env
 from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, normalize_endpoint
@@ -70,8 +70,7 @@ class _Progress:
               help="ModelArts endpoint, e.g. https://modelarts.cn-north-4.myhuaweicloud.com ($MODELARTS_ENDPOINT).")
 @click.option("--project-id", "project_ids", multiple=True, envvar="MODELARTS_PROJECT_ID", required=True,
               help="Project to sync; repeat for several ($MODELARTS_PROJECT_ID).")
-@click.option("--warehouse", envvar="MODELARTS_WAREHOUSE", default=None, show_default="./warehouse_data",
-              help="Warehouse folder ($MODELARTS_WAREHOUSE).")
+@WAREHOUSE_OPTION
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Requests in flight at once.")
 @click.option("--rate", type=click.FloatRange(min=0), default=20.0, show_default=True,
