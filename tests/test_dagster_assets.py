@@ -152,8 +152,8 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     con.execute("INSERT INTO parameters SELECT * FROM parameters LIMIT 1")  # a duplicate key
     con.execute("INSERT INTO volumes (project_id, job_id, version_id, position) VALUES (?, 1, 2, 0)", [project])
     con.execute("UPDATE class_metrics SET recall = 1.5 WHERE rowid = (SELECT min(rowid) FROM class_metrics)")
-    con.execute("UPDATE system_metric_samples SET value = -1 "
-                "WHERE rowid = (SELECT min(rowid) FROM system_metric_samples)")
+    con.execute("UPDATE system_metric_series SET samples = list_prepend(-1.0, samples[2:]) "
+                "WHERE rowid = (SELECT min(rowid) FROM system_metric_series)")
     con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
     con.close()
 

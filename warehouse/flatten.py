@@ -120,26 +120,57 @@ class Rejection(Exception):
 # system_metric_samples as the flattener hands it over: project_id and metric dictionary-encoded
 # (same values as schema.py's strings). Millions of repeated short strings cost DuckDB's
 # insert and the Parquet writer far more as plain strings than as a dictionary.
+_DICT = pa.dictionary(pa.int32(), pa.string())
 SAMPLE_ARROW_SCHEMA = pa.schema([
-    pa.field(f.name, pa.dictionary(pa.int32(), pa.string()) if f.name in ("project_id", "metric") else f.type)
+    pa.field(f.name, _DICT if f.name in ("project_id", "metric") else f.type)
     for f in schema.SYSTEM_METRIC_SAMPLES.schema
+])
+SERIES_ARROW_SCHEMA = pa.schema([
+    pa.field(f.name, _DICT if f.name in ("project_id", "metric") else f.type)
+    for f in schema.SYSTEM_METRIC_SERIES.schema
 ])
 
 
 @dataclass
 class FlatBatch:
-    """One batch of records, flattened. `tables` holds every version-scoped table
-    (system_metric_samples with SAMPLE_ARROW_SCHEMA, the others with their schema.py schema)."""
+    """One batch of records, flattened. `tables` holds every version-scoped table but
+    system_metric_samples, which is kept as one list per metric array (`series`, what
+    DuckDB stores) and unnested into rows only for whoever asks (the Parquet writer)."""
 
     raw_keys: pa.Table  # per record: project_id, source, payload_sha256, job_id, version_id
     rejected: pa.Table
     tables: dict[str, pa.Table]
     keys: pa.Table  # (project_id, job_id, version_id) of the versions loaded in this batch
-    sample_rows: np.ndarray | None = None  # per system_metric_samples row: its version's row in job_versions
+    series: pa.Table  # system_metric_series rows, SERIES_ARROW_SCHEMA
+    series_rows: np.ndarray  # per series row: its version's row in job_versions
 
     @property
     def versions_loaded(self) -> int:
         return self.keys.num_rows
+
+    def table(self, name: str) -> pa.Table:
+        """A version-scoped table as Parquet stores it (system_metric_samples with SAMPLE_ARROW_SCHEMA)."""
+        return self.samples() if name == schema.SYSTEM_METRIC_SAMPLES.name else self.tables[name]
+
+    def samples(self) -> pa.Table:
+        """The series as one row per sample."""
+        series = self.series
+        if series.num_rows == 0:
+            return SAMPLE_ARROW_SCHEMA.empty_table()
+        lists = series.column("samples").combine_chunks()
+        lengths = pc.list_value_length(lists).to_numpy()
+        repeat = np.repeat(np.arange(series.num_rows), lengths)
+        starts = np.cumsum(lengths) - lengths
+        index = (np.arange(len(repeat), dtype=np.int64) - np.repeat(starts, lengths)).astype(np.int32)
+        take = pa.array(repeat)
+        columns = [series.column(name).combine_chunks().take(take)
+                   for name in ("project_id", "job_id", "version_id", "metric")]
+        return pa.Table.from_arrays(columns + [pa.array(index), lists.flatten()], schema=SAMPLE_ARROW_SCHEMA)
+
+    def sample_rows(self) -> np.ndarray:
+        """Per system_metric_samples row: its version's row in job_versions."""
+        lengths = pc.list_value_length(self.series.column("samples").combine_chunks()).to_numpy()
+        return np.repeat(self.series_rows, lengths)
 
 
 def sha256_hex(body: bytes) -> str:
@@ -402,7 +433,7 @@ class _Builder:
         # metric samples are kept as flat value lists plus one (key, metric, length) run per array
         self.sample_values: list = []
         self.sample_runs: list[tuple[int, str, int]] = []  # (version row, metric, length)
-        self.sample_rows: np.ndarray | None = None
+        self.series_rows: np.ndarray | None = None
         # sample strings are turned into doubles every _SAMPLE_FLUSH values, so a batch never
         # holds more than that many of them as Python objects (they are ~56 bytes each)
         self.sample_arrays: list[pa.Array] = []
@@ -640,32 +671,30 @@ class _Builder:
                 self.issues.add("system_metric_samples", f"system_metric_list.{name}", samples, "wrong_type")
         v["system_metric_interval"].append(interval)
 
-    def sample_table(self) -> pa.Table:
+    def series_table(self) -> pa.Table:
+        """One row per metric array, its samples as a list of doubles (what DuckDB stores)."""
         runs = self.sample_runs
         if not runs:
-            return SAMPLE_ARROW_SCHEMA.empty_table()
+            self.series_rows = np.zeros(0, dtype=np.int64)
+            return SERIES_ARROW_SCHEMA.empty_table()
         rows = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
         lengths = np.fromiter((r[2] for r in runs), dtype=np.int64, count=len(runs))
         names = sorted({r[1] for r in runs})
         name_index = {n: i for i, n in enumerate(names)}
         name_ids = np.fromiter((name_index[r[1]] for r in runs), dtype=np.int32, count=len(runs))
-        starts = np.cumsum(lengths) - lengths
-        sample_index = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
-        row_of_sample = np.repeat(rows, lengths)
-        self.sample_rows = row_of_sample
+        self.series_rows = rows
         v = self.versions
         projects = pc.dictionary_encode(pa.array(v["project_id"], pa.string()))
-        project = pa.DictionaryArray.from_arrays(pa.array(projects.indices.to_numpy()[row_of_sample]),
-                                                 projects.dictionary)
-        job = pa.array(np.asarray(v["job_id"], dtype=np.int64)[row_of_sample])
-        version = pa.array(np.asarray(v["version_id"], dtype=np.int64)[row_of_sample])
-        metric = pa.DictionaryArray.from_arrays(np.repeat(name_ids, lengths), pa.array(names, pa.string()))
+        project = pa.DictionaryArray.from_arrays(pa.array(projects.indices.to_numpy()[rows]), projects.dictionary)
+        job = pa.array(np.asarray(v["job_id"], dtype=np.int64)[rows])
+        version = pa.array(np.asarray(v["version_id"], dtype=np.int64)[rows])
+        metric = pa.DictionaryArray.from_arrays(pa.array(name_ids), pa.array(names, pa.string()))
         self._flush_samples()
         values = self.sample_arrays[0] if len(self.sample_arrays) == 1 else pa.concat_arrays(self.sample_arrays)
-        return pa.Table.from_arrays(
-            [project, job, version, metric, pa.array(sample_index.astype(np.int32)), values],
-            schema=SAMPLE_ARROW_SCHEMA,
-        )
+        offsets = np.zeros(len(runs) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        samples = pa.ListArray.from_arrays(pa.array(offsets), values)
+        return pa.Table.from_arrays([project, job, version, metric, samples], schema=SERIES_ARROW_SCHEMA)
 
     def _flush_samples(self) -> None:
         runs = self.sample_runs[self._unconverted_runs:]
@@ -709,8 +738,8 @@ class _Builder:
             self.issues.add("system_metric_samples", f"system_metric_list.{name}[{idx}]", value, "wrong_type")
         return None
 
-    def tables(self) -> dict[str, pa.Table]:
-        samples = self.sample_table()  # before field_issues: it may add issues
+    def tables(self) -> tuple[dict[str, pa.Table], pa.Table]:
+        series = self.series_table()  # before field_issues: it may add issues
         scalar_columns = list(zip(*self.scalar_rows)) if self.scalar_rows else [()] * len(_SCALARS)
         for (_, column, _), values in zip(_SCALARS, scalar_columns):
             self.versions[column] = values
@@ -723,8 +752,7 @@ class _Builder:
             "field_issues": (schema.FIELD_ISSUES, self.issue_cols),
         }
         out = {name: pa.Table.from_pydict(cols, schema=table.schema) for name, (table, cols) in built.items()}
-        out["system_metric_samples"] = samples
-        return out
+        return out, series
 
 
 def payload_key(payload: dict, record: RawRecord) -> tuple[str, int, int]:
@@ -825,14 +853,15 @@ def _add_version(builder: _Builder, payload: dict, key: tuple, record: RawRecord
 
 
 def _finish(builder: _Builder, raw: dict, rejected: dict) -> FlatBatch:
-    tables = builder.tables()
+    tables, series = builder.tables()
     keys = tables["job_versions"].select(list(schema.VERSION_KEY))
     return FlatBatch(
         raw_keys=pa.Table.from_pydict(raw, schema=_RAW_KEY_SCHEMA),
         rejected=pa.Table.from_pydict(rejected, schema=schema.REJECTED_PAYLOADS.schema),
         tables=tables,
         keys=keys,
-        sample_rows=builder.sample_rows,
+        series=series,
+        series_rows=builder.series_rows,
     )
 
 

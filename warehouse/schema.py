@@ -19,6 +19,7 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.binary(): "BLOB",
     UTC_TS: "TIMESTAMPTZ",
+    pa.list_(pa.float64()): "DOUBLE[]",
 }
 
 
@@ -45,6 +46,8 @@ class Table:
     # Rows are replaced per payload version: loading a version again drops every row
     # of it first. Tables without a version scope are keyed differently (see store.py).
     version_scoped: bool = True
+    # Set when DuckDB serves this table as a view over another one (same columns), not as rows of its own.
+    duckdb_view: str | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -55,6 +58,8 @@ class Table:
         return [c.name for c in self.columns]
 
     def ddl(self, name: str | None = None) -> str:
+        if self.duckdb_view:
+            return f'CREATE VIEW IF NOT EXISTS "{name or self.name}" AS {self.duckdb_view}'
         cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' + (f" USING COMPRESSION {c.compression}" if c.compression else "")
                              for c in self.columns)
         return f'CREATE TABLE IF NOT EXISTS "{name or self.name}" (\n  {cols}\n)'
@@ -74,8 +79,8 @@ KEY_COLUMNS = (
 VERSION_KEY = ("project_id", "job_id", "version_id")
 
 
-def _child(name: str, doc: str, cols: list[Column], key_extra: tuple[str, ...]) -> Table:
-    return Table(name, doc, KEY_COLUMNS + tuple(cols), VERSION_KEY + key_extra)
+def _child(name: str, doc: str, cols: list[Column], key_extra: tuple[str, ...], **options) -> Table:
+    return Table(name, doc, KEY_COLUMNS + tuple(cols), VERSION_KEY + key_extra, **options)
 
 
 JOB_VERSIONS = Table(
@@ -191,15 +196,29 @@ CLASS_METRICS = _child(
     ("position",),
 )
 
+SYSTEM_METRIC_SERIES = _child(
+    "system_metric_series",
+    "How DuckDB stores `system_metric_samples`: one row per metric array, its samples as a list "
+    "(DuckDB only; Parquet has the samples table itself). Querying lists is cheaper than 11 million rows.",
+    [
+        _c("metric", S, "Array name as in the API: cpuUsage, memUsage, gpuUtil, gpuMemUsage, ..."),
+        _c("samples", pa.list_(F64), "The array's values in order (NULL where a value was not a number)"),
+    ],
+    ("metric",),
+)
+
 SYSTEM_METRIC_SAMPLES = _child(
     "system_metric_samples",
-    "System monitoring samples (`system_metric_list`), one row per array element.",
+    "System monitoring samples (`system_metric_list`), one row per array element. "
+    "In DuckDB a view that unnests `system_metric_series`.",
     [
         _c("metric", S, "Array name as in the API: cpuUsage, memUsage, gpuUtil, gpuMemUsage, ..."),
         _c("sample_index", I32, "0-based index in the array"),
         _c("value", F64, "Sample value, converted from the API's numeric string"),
     ],
     ("metric", "sample_index"),
+    duckdb_view="SELECT project_id, job_id, version_id, metric, CAST(unnest(range(len(samples))) AS INTEGER) "
+                "AS sample_index, unnest(samples) AS value FROM system_metric_series",
 )
 
 VOLUMES = _child(
@@ -280,3 +299,7 @@ ALL_TABLES: tuple[Table, ...] = (
     RAW_PAYLOADS, REJECTED_PAYLOADS, FIELD_ISSUES,
 )
 TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}
+
+DUCKDB_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTEM_METRIC_SAMPLES else t
+                                              for t in TIDY_TABLES)
+"""What DuckDB stores per version: the tidy tables, with the samples as series."""

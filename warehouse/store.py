@@ -34,7 +34,7 @@ import pyarrow as pa
 from filelock import FileLock, Timeout
 
 from warehouse import failpoints, schema
-from warehouse.flatten import FlatBatch, flatten
+from warehouse.flatten import SAMPLE_ARROW_SCHEMA, FlatBatch, flatten
 from warehouse.parts import StreamedFiles
 from warehouse.records import RawRecord
 
@@ -152,10 +152,23 @@ class Warehouse:
             self._lock.release()
 
     def _create_tables(self) -> None:
-        for table in schema.ALL_TABLES:
+        self._migrate_samples_to_series()
+        for table in schema.DUCKDB_TIDY_TABLES + schema.ALL_TABLES:  # the series before the samples view
             self.con.execute(table.ddl())
         for ddl in _INTERNAL_DDL:
             self.con.execute(ddl)
+
+    def _migrate_samples_to_series(self) -> None:
+        """Warehouses written before the series table stored system_metric_samples as rows: fold them."""
+        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+                                "AND table_name = 'system_metric_samples'").fetchall()
+        if kind != [("BASE TABLE",)]:
+            return
+        with _transaction(self.con):
+            self.con.execute(schema.SYSTEM_METRIC_SERIES.ddl())
+            self.con.execute("INSERT INTO system_metric_series SELECT project_id, job_id, version_id, metric, "
+                             "list(value ORDER BY sample_index) FROM system_metric_samples GROUP BY ALL")
+            self.con.execute("DROP TABLE system_metric_samples")
 
     def _repair(self) -> None:
         """Finish what a crashed writer left: derive landed-but-underived raw rows, export dirty partitions."""
@@ -444,11 +457,11 @@ class Warehouse:
         existing = con.execute(
             "SELECT count(*) FROM job_versions v JOIN batch_keys k USING (project_id, job_id, version_id)"
         ).fetchall()[0][0]
-        for table in schema.TIDY_TABLES:
+        for table in schema.DUCKDB_TIDY_TABLES:
             if existing:
                 con.execute(f'DELETE FROM "{table.name}" t USING batch_keys k WHERE t.project_id = k.project_id '
                             "AND t.job_id = k.job_id AND t.version_id = k.version_id")
-            data = batch.tables[table.name]
+            data = batch.series if table is schema.SYSTEM_METRIC_SERIES else batch.tables[table.name]
             if data.num_rows:
                 con.register("batch_rows", data)
                 con.execute(f'INSERT INTO "{table.name}" BY NAME SELECT * FROM batch_rows')
@@ -525,7 +538,7 @@ class Warehouse:
         """
         con = self.con
         with _transaction(con):
-            for table in schema.TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
+            for table in schema.DUCKDB_TIDY_TABLES + (schema.JOBS, schema.REJECTED_PAYLOADS):
                 con.execute(f'DELETE FROM "{table.name}"')
             con.execute("DELETE FROM _version_parts")
             con.execute("DELETE FROM _underived")
@@ -773,16 +786,16 @@ def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _St
                 completed.append((project, previous))
             state.current_parts[(project, _part_kind(part))] = part
             for table in schema.TIDY_TABLES:
-                _open_streamed(files, state, table.name, project, part_file(part), batch.tables[table.name].schema, part)
+                _open_streamed(files, state, table.name, project, part_file(part), _streamed_schema(table), part)
         key_group = None
         for table in schema.TIDY_TABLES:
-            data = batch.tables[table.name]
+            data = batch.table(table.name)
             if len(groups) == 1:
                 row_group = None
             elif table.name == schema.JOB_VERSIONS.name:
                 row_group = version_group
-            elif table.name == schema.SYSTEM_METRIC_SAMPLES.name and batch.sample_rows is not None:
-                row_group = version_group[batch.sample_rows]
+            elif table.name == schema.SYSTEM_METRIC_SAMPLES.name:
+                row_group = version_group[batch.sample_rows()]
             else:
                 if key_group is None:
                     key_group = dict(zip(zip(projects, keys.column("job_id").to_pylist(),
@@ -807,6 +820,10 @@ def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _St
         _open_streamed(files, state, schema.RAW_PAYLOADS.name, project, name, schema.RAW_PAYLOADS.schema, load_id)
         rows = raw if len(raw_projects) == 1 else raw.filter(pa.compute.equal(raw.column("project_id"), project))
         files.write(schema.RAW_PAYLOADS.name, project, name, rows)
+
+
+def _streamed_schema(table: schema.Table) -> pa.Schema:
+    return SAMPLE_ARROW_SCHEMA if table is schema.SYSTEM_METRIC_SAMPLES else table.schema
 
 
 def _open_streamed(files: StreamedFiles, state: _StreamState, table_name: str, project: str, name: str,
