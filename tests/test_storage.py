@@ -203,3 +203,50 @@ def test_a_new_warehouse_has_a_readable_file_for_every_table(wh_dir):
         assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh_dir}/parquet/{table.name}/**/*.parquet', "
                           "hive_partitioning=true)").fetchall() == [(0,)]
         assert len(pd.read_parquet(wh_dir / "parquet" / table.name)) == 0
+
+
+def test_raw_bodies_are_landed_once_as_parquet_files_that_duckdb_reads(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])
+    files = sorted((wh_dir / "parquet" / "raw_payloads" / "proj1").glob("raw-*.parquet"))
+    assert len(files) == 1
+    landed = sorted(pd.read_parquet(files[0])["payload"])
+    assert rows(wh_dir, "SELECT payload FROM raw_payloads ORDER BY payload") == [(b,) for b in landed]
+    assert rows(wh_dir, "SELECT table_type FROM information_schema.tables WHERE table_name = 'raw_payloads'"
+                ) == [("VIEW",)]  # the DuckDB file holds the keys, not a second copy of the bodies
+
+
+def test_a_moved_warehouse_still_reads_its_raw_payloads(tmp_path, seed_bytes):
+    land(tmp_path / "a", [_version(seed_bytes, 1, 1)])
+    (tmp_path / "a").rename(tmp_path / "b")
+    with connect(tmp_path / "b") as con:  # read-only: follows the folder without writing
+        assert con.execute("SELECT count(*) FROM raw_payloads").fetchall() == [(1,)]
+    land(tmp_path / "b", [_version(seed_bytes, 1, 2)])  # a writer points the stored view at the new place
+    assert rows(tmp_path / "b", "SELECT count(*) FROM raw_payloads") == [(2,)]
+
+
+def _make_old_format(root):
+    """Turn a warehouse into the layout of earlier releases: bodies and samples as DuckDB tables."""
+    con = duckdb.connect(str(root / "modelarts.duckdb"))
+    con.execute("CREATE TABLE old_raw AS SELECT * FROM raw_payloads")
+    con.execute("CREATE TABLE old_samples AS SELECT * FROM system_metric_samples")
+    con.execute("DROP VIEW raw_payloads")
+    con.execute("DROP VIEW system_metric_samples")
+    con.execute("DROP TABLE system_metric_series")
+    con.execute("ALTER TABLE old_raw RENAME TO raw_payloads")
+    con.execute("ALTER TABLE old_samples RENAME TO system_metric_samples")
+    con.execute("DROP TABLE _raw_keys")
+    con.close()
+    for f in (root / "parquet" / "raw_payloads").rglob("raw-*.parquet"):
+        f.rename(f.with_name(f.name.replace("raw-", "load-")))  # as the old export named them
+
+
+def test_a_warehouse_of_the_earlier_layout_is_migrated_on_open(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)] + [b"not json"])
+    before = snapshot(wh_dir)
+    _make_old_format(wh_dir)
+    with Warehouse.open(wh_dir):
+        pass
+    assert snapshot(wh_dir) == before
+    assert_parquet_matches_duckdb(wh_dir)
+    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])  # already stored: nothing new
+    assert snapshot(wh_dir) == before

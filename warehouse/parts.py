@@ -133,3 +133,28 @@ class _Stream:
             self.tmp.unlink()
         except FileNotFoundError:
             pass
+
+
+def hidden_name(name: str) -> str:
+    """The temporary name a file is written under: no reader's `*.parquet` glob matches it."""
+    return f".{name}.tmp"
+
+
+def write_parquet_file(folder: Path, name: str, data: pa.Table, *, durable: bool = True) -> Path:
+    """Write a whole file under its temporary name; `durable` flushes it to disk before returning,
+    so a commit that records it can be trusted after a power cut. `publish` renames it into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / hidden_name(name)
+    pq.write_table(data, tmp, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS,
+                   store_schema=False)
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return tmp
+
+
+def publish(folder: Path, name: str) -> None:
+    os.replace(folder / hidden_name(name), folder / name)

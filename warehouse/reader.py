@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pandas costs ~0.4 s to import: the CLI and the writer never
     import pandas as pd
 
 from warehouse import schema
-from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError
+from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError, raw_view_ddl
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 
@@ -38,12 +38,16 @@ def connect(warehouse: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnec
     if not db.exists():
         raise WarehouseError(f"no warehouse at {root}: run `modelarts-etl ingest` or `sync` first, or pass the folder")
     try:
-        return duckdb.connect(str(db), read_only=True)
+        con = duckdb.connect(str(db), read_only=True)
     except duckdb.ConnectionException:
         pass  # this process holds the writer's connection, with another configuration
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise WarehouseError(f"cannot open {db}: {exc}") from None
+    else:
+        # raw_payloads is a view over the landing files by absolute path: follow a moved folder
+        con.execute(raw_view_ddl(root / PARQUET_DIR / schema.RAW_PAYLOADS.name, temp=True))
+        return con
     return _parquet_connection(root)
 
 

@@ -28,9 +28,6 @@ class Column:
     name: str
     type: pa.DataType
     doc: str
-    # DuckDB storage compression for this column, where its automatic choice is a poor
-    # trade (None = let DuckDB choose). Not part of the column's type.
-    compression: str | None = None
 
     @property
     def duckdb_type(self) -> str:
@@ -60,8 +57,7 @@ class Table:
     def ddl(self, name: str | None = None) -> str:
         if self.duckdb_view:
             return f'CREATE VIEW IF NOT EXISTS "{name or self.name}" AS {self.duckdb_view}'
-        cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' + (f" USING COMPRESSION {c.compression}" if c.compression else "")
-                             for c in self.columns)
+        cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' for c in self.columns)
         return f'CREATE TABLE IF NOT EXISTS "{name or self.name}" (\n  {cols}\n)'
 
 
@@ -241,10 +237,17 @@ _NULLABLE_KEY = (
     _c("version_id", I64, "Version id where known"),
 )
 
+_RAW_KEY = (
+    _c("project_id", S, "Project the payload belongs to"),
+    _c("job_id", I64, "Job id of the request (from its URL); for files, the payload's own; NULL when unknown"),
+    _c("version_id", I64, "Version id of the request (from its URL); for files, the payload's own"),
+)
+
 RAW_PAYLOADS = Table(
     "raw_payloads",
-    "Every body fetched or read, byte for byte: the system of record the tidy tables are rebuilt from.",
-    _NULLABLE_KEY
+    "Every body fetched or read, byte for byte: the system of record the tidy tables are rebuilt from. "
+    "Landed as Parquet files (`raw-<load_id>-<n>.parquet`, one per batch), which DuckDB reads through a view.",
+    _RAW_KEY
     + (
         _c("kind", S, "version_detail, job_list or version_list"),
         _c("source", S, "URL (no credentials) or file path (with :line for JSONL)"),
@@ -252,8 +255,7 @@ RAW_PAYLOADS = Table(
         _c("http_status", I32, "HTTP status of the response (NULL for files)"),
         _c("payload_sha256", S, "SHA-256 of the bytes"),
         _c("byte_size", I64, "Length of the bytes"),
-        # zstd: DuckDB's default analysis (FSST/dictionary) of 100+ MB of JSON costs seconds per load
-        Column("payload", pa.binary(), "The bytes exactly as received", compression="zstd"),
+        _c("payload", pa.binary(), "The bytes exactly as received"),
         _c("load_id", S, "The load (one ingest or sync) that landed it"),
     ),
     ("project_id", "source", "payload_sha256"),

@@ -3,12 +3,16 @@
 Layout: `<root>/modelarts.duckdb` and `<root>/parquet/<table>/<project_id>/*.parquet`.
 (Project folders are deliberately not `key=value` hive folders: hive type inference
 would turn a project id like "123" into a BIGINT. Every file carries `project_id`.)
+Raw bodies are the exception to "DuckDB holds the rows": they are landed once, as
+Parquet files under `parquet/raw_payloads/`, and DuckDB's `raw_payloads` is a view over
+them (storing and compressing 100+ MB of JSON twice cost more than all the tidy tables).
 
 Why it is safe:
 - one writer at a time, enforced by a file lock; a second writer waits, then stops
   with a clear message (DuckDB itself allows one writing process per file);
-- raw bytes are committed before anything parses them, and a payload whose raw row
-  is already stored is not derived again, so re-loading changes nothing;
+- raw bodies are landed before any tidy row is written: a batch's landing file is on
+  disk before its keys commit in `_raw_keys`, and a body whose key is stored is not
+  derived again, so re-loading changes nothing;
 - every version's rows in every table are replaced in one DuckDB transaction;
 - Parquet files are written to a temporary name and renamed into place, and the
   partitions still to export are recorded in the same transaction as the data, so a
@@ -35,7 +39,7 @@ from filelock import FileLock, Timeout
 
 from warehouse import failpoints, schema
 from warehouse.flatten import SAMPLE_ARROW_SCHEMA, FlatBatch, flatten
-from warehouse.parts import StreamedFiles
+from warehouse.parts import StreamedFiles, hidden_name, publish, write_parquet_file
 from warehouse.records import RawRecord
 
 DB_FILE = "modelarts.duckdb"
@@ -43,7 +47,7 @@ PARQUET_DIR = "parquet"
 LOCK_FILE = ".writer.lock"
 DEFAULT_BATCH_RECORDS = 2000
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # ~1,100 payloads of the benchmark corpus; bounds the samples per batch
-APPEND_TABLES = ("raw_payloads", "rejected_payloads")  # exported one file per load, never rewritten
+APPEND_TABLES = ("rejected_payloads",)  # exported one file per load, never rewritten
 # Version-scoped tables are exported as part files, `part-<part_id>.parquet`; `_version_parts`
 # says which part holds each version. A load puts finished versions into "cold" parts of up
 # to PART_VERSIONS versions (rarely rewritten) and versions still changing into a "hot" part,
@@ -100,6 +104,8 @@ _INTERNAL_DDL = (
     "CREATE TABLE IF NOT EXISTS _underived (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR, "
     "deferred BOOLEAN DEFAULT false)",
     "CREATE TABLE IF NOT EXISTS _version_parts (project_id VARCHAR, job_id BIGINT, version_id BIGINT, part_id VARCHAR)",
+    # every landed raw body: its key, and the file under parquet/raw_payloads/<project_id>/ that holds it
+    "CREATE TABLE IF NOT EXISTS _raw_keys (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR, file VARCHAR)",
 )
 
 
@@ -152,17 +158,28 @@ class Warehouse:
             self._lock.release()
 
     def _create_tables(self) -> None:
-        self._migrate_samples_to_series()
-        for table in schema.DUCKDB_TIDY_TABLES + schema.ALL_TABLES:  # the series before the samples view
-            self.con.execute(table.ddl())
         for ddl in _INTERNAL_DDL:
             self.con.execute(ddl)
+        self._migrate_samples_to_series()
+        self._migrate_raw_to_files()
+        for table in schema.DUCKDB_TIDY_TABLES + schema.ALL_TABLES:  # the series before the samples view
+            if table is not schema.RAW_PAYLOADS:
+                self.con.execute(table.ddl())
+        self._create_raw_view()
+
+    def _create_raw_view(self) -> None:
+        """raw_payloads in DuckDB reads the landed Parquet files: the bodies are stored (and
+        compressed) once. The view names the folder by its absolute path, so it is made again
+        on every open: a moved warehouse works again once a writer opened it."""
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        if not any(raw_dir.rglob("*.parquet")):  # the view's glob must match a file
+            write_parquet_file(raw_dir, "empty.parquet", schema.RAW_PAYLOADS.schema.empty_table(), durable=False)
+            publish(raw_dir, "empty.parquet")
+        self.con.execute(raw_view_ddl(raw_dir))
 
     def _migrate_samples_to_series(self) -> None:
         """Warehouses written before the series table stored system_metric_samples as rows: fold them."""
-        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
-                                "AND table_name = 'system_metric_samples'").fetchall()
-        if kind != [("BASE TABLE",)]:
+        if not _is_base_table(self.con, schema.SYSTEM_METRIC_SAMPLES.name):
             return
         with _transaction(self.con):
             self.con.execute(schema.SYSTEM_METRIC_SERIES.ddl())
@@ -170,13 +187,44 @@ class Warehouse:
                              "list(value ORDER BY sample_index) FROM system_metric_samples GROUP BY ALL")
             self.con.execute("DROP TABLE system_metric_samples")
 
+    def _migrate_raw_to_files(self) -> None:
+        """Warehouses written before the raw Parquet landing kept the bodies in a DuckDB table:
+        write them to landing files, then keep only their keys."""
+        if not _is_base_table(self.con, schema.RAW_PAYLOADS.name):
+            return
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        with _transaction(self.con):
+            for project, load_id in self.con.execute(
+                    "SELECT DISTINCT project_id, load_id FROM raw_payloads ORDER BY ALL").fetchall():
+                name = f"raw-{load_id}-migrated.parquet"
+                self._copy(raw_dir / validate_project_id(project), name,
+                           "SELECT * FROM raw_payloads WHERE project_id = ? AND load_id IS NOT DISTINCT FROM ?",
+                           [project, load_id])
+                self.con.execute("INSERT INTO _raw_keys SELECT project_id, source, payload_sha256, ? FROM raw_payloads "
+                                 "WHERE project_id = ? AND load_id IS NOT DISTINCT FROM ?", [name, project, load_id])
+            self.con.execute("DELETE FROM _dirty WHERE table_name = 'raw_payloads'")
+            self.con.execute("DROP TABLE raw_payloads")
+        for stale in raw_dir.glob("*/load-*.parquet"):  # the old export: the same rows as the files above
+            stale.unlink()
+
     def _repair(self) -> None:
-        """Finish what a crashed writer left: derive landed-but-underived raw rows, export dirty partitions."""
+        """Finish what a crashed writer left: publish committed raw files, derive landed-but-underived
+        raw rows, export dirty partitions."""
+        self._publish_committed_raw_files()
         for stale in (self.root / PARQUET_DIR).glob("*/*/.*.tmp"):
             stale.unlink()  # a crashed export's half-written file; never visible to readers
         self.derive_pending(export=False, include_deferred=False)
         self.export()
         self._export_table_placeholders()
+
+    def _publish_committed_raw_files(self) -> None:
+        """A raw file is renamed into place just after its keys commit; a crash in between leaves
+        it under its temporary name, complete and on disk."""
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        for project, name in self.con.execute("SELECT DISTINCT project_id, file FROM _raw_keys").fetchall():
+            folder = raw_dir / project
+            if not (folder / name).exists() and (folder / hidden_name(name)).exists():
+                publish(folder, name)
 
     def _export_table_placeholders(self) -> None:
         """An empty file at the root of every table folder that has none, so a table's glob matches
@@ -233,7 +281,7 @@ class Warehouse:
         parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item, load_id, state),
                          "warehouse-parquet")
         checker = self.con.cursor()  # for reads on this thread
-        precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM raw_payloads)").fetchall()[0][0]
+        precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM _raw_keys)").fetchall()[0][0]
         try:
             for chunk in chunks:
                 for record in chunk:
@@ -250,6 +298,8 @@ class Warehouse:
                     chunk_fresh = chunk
                 shas = raw.column("payload_sha256").to_pylist()
                 batch = flatten(chunk_fresh, redact=self.redact, shas=shas) if chunk_fresh else None
+                if batch is not None:
+                    raw = _with_payload_ids(raw, batch.raw_keys)
                 # the bodies are in `raw` now: the batch in flight does not keep a second copy
                 chunk_fresh = [dataclasses.replace(r, body=b"") for r in chunk_fresh]
                 item = _Loaded(len(chunk), chunk_fresh, shas, raw, batch, plan.assign(batch) if batch else [])
@@ -330,14 +380,22 @@ class Warehouse:
         with `derive=False` wait for their own derive step (Dagster's table assets).
         """
         report = LoadReport(load_id="pending")
-        conditions = (["r.project_id = $project"] if project_id else []) + ([] if include_deferred else ["NOT u.deferred"])
+        conditions = (["u.project_id = $project"] if project_id else []) + ([] if include_deferred else ["NOT u.deferred"])
         where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         params = {"project": project_id} if project_id else {}
+        files = [str(self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name / project / name) for project, name in
+                 self.con.execute("SELECT DISTINCT k.project_id, k.file FROM _raw_keys k JOIN _underived u "
+                                  f"USING (project_id, source, payload_sha256) {where} ORDER BY ALL",
+                                  params).fetchall()]
+        if not files:
+            if export:
+                self.export()
+            return report
         reader = self.con.cursor()
         parts = _PartPlan(new_load_id())
         try:
             batches = reader.sql(
-                "SELECT r.* FROM raw_payloads r JOIN _underived u USING (project_id, source, payload_sha256) "
+                f"SELECT r.* FROM ({raw_select(files)}) r JOIN _underived u USING (project_id, source, payload_sha256) "
                 f"{where} ORDER BY r.load_id, r.fetched_at", params=params,
             ).to_arrow_reader(DEFAULT_BATCH_RECORDS)
             for rb in batches:
@@ -360,36 +418,44 @@ class Warehouse:
                     parts: "_PartPlan | None" = None) -> LoadReport:
         for record in chunk:
             validate_project_id(record.project_id)
-        fresh, shas = self._land_raw(chunk, load_id, deferred=not derive)
-        report = (self._derive(fresh, load_id, shas, parts) if derive
-                  else LoadReport(projects={r.project_id for r in fresh}))
+        raw = _raw_table(chunk, load_id)
+        batch = None
+        if derive:  # before landing, so that raw rows from files land with their payload's ids
+            batch = flatten(chunk, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
+            raw = _with_payload_ids(raw, batch.raw_keys)
+        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con, raw=raw, deferred=not derive)
+        report = LoadReport(projects={r.project_id for r in fresh})
+        if derive and fresh:
+            if len(fresh) < len(chunk):  # some were stored already: derive only the new ones
+                batch = flatten(fresh, redact=self.redact, shas=shas)
+            report = self._commit_derived(batch, {r.project_id for r in fresh}, load_id,
+                                          parts or _PartPlan(new_load_id()))[0]
         report.duplicates = len(chunk) - len(fresh)
         report.landed = len(fresh)
         return report
-
-    def _land_raw(self, chunk: list[RawRecord], load_id: str, deferred: bool = False
-                  ) -> tuple[list[RawRecord], list[str]]:
-        """Commit the raw bodies that are not stored yet; return their records."""
-        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con, deferred=deferred)
-        return fresh, shas
 
     def _land_raw_rows(self, chunk: list[RawRecord], load_id: str, con: duckdb.DuckDBPyConnection,
                        raw: pa.Table | None = None, deferred: bool = False
                        ) -> tuple[list[RawRecord], list[str], pa.Table | None]:
         """_land_raw on a given connection (and with the chunk's raw rows if already built);
-        also returns the raw rows it inserted. `deferred` rows wait for derive_pending()."""
+        also returns the raw rows it landed. `deferred` rows wait for derive_pending().
+
+        The new bodies go to a Parquet file per project, written and flushed to disk under a
+        temporary name; their keys commit in DuckDB (that commit is the landing); then the
+        file is renamed into place (after a crash, by the next writer)."""
         if raw is None:
             raw = _raw_table(chunk, load_id)
         new_raw = None
         # an explicit row index: row_number() OVER () need not follow the Arrow order
         con.register("batch_raw", raw.select(["project_id", "source", "payload_sha256"]).append_column(
             "idx", pa.array(np.arange(raw.num_rows, dtype=np.int64))))
+        written: list[tuple[Path, str]] = []
         try:
             with _transaction(con, "raw"):
                 new_idx = con.execute(
                     """
                     SELECT b.idx FROM batch_raw b
-                    WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id
+                    WHERE NOT EXISTS (SELECT 1 FROM _raw_keys r WHERE r.project_id = b.project_id
                                       AND r.source = b.source AND r.payload_sha256 = b.payload_sha256)
                     QUALIFY row_number() OVER (PARTITION BY b.project_id, b.source, b.payload_sha256 ORDER BY b.idx) = 1
                     ORDER BY b.idx
@@ -398,16 +464,38 @@ class Warehouse:
                 keep = [i for (i,) in new_idx]
                 if keep:
                     new_raw = raw if len(keep) == raw.num_rows else raw.take(keep)
-                    con.register("new_raw", new_raw)
-                    con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM new_raw")
+                    written = self._write_raw_files(new_raw, load_id)
+                    con.register("new_raw", new_raw.select(["project_id", "source", "payload_sha256"]))
+                    for folder, name in written:
+                        con.execute("INSERT INTO _raw_keys SELECT project_id, source, payload_sha256, ? FROM new_raw "
+                                    "WHERE project_id = ?", [name, folder.name])
                     con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, ? FROM new_raw",
                                 [deferred])
-                    con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', project_id, ? FROM new_raw", [load_id])
                     con.unregister("new_raw")
+        except BaseException:
+            for folder, name in written:
+                _unlink(folder / hidden_name(name))
+            raise
         finally:
             con.unregister("batch_raw")
+        for folder, name in written:
+            publish(folder, name)
+        failpoints.hit("raw_published")
         shas = raw.column("payload_sha256").to_pylist()
         return [chunk[i] for i in keep], [shas[i] for i in keep], new_raw
+
+    def _write_raw_files(self, raw: pa.Table, load_id: str) -> list[tuple[Path, str]]:
+        """One landing file per project, under its temporary name; returns (folder, file name)s."""
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        name = f"raw-{load_id}-{secrets.token_hex(4)}.parquet"
+        projects = raw.column("project_id").unique().to_pylist()
+        written = []
+        for project in projects:
+            rows = raw if len(projects) == 1 else raw.filter(pa.compute.equal(raw.column("project_id"), project))
+            folder = raw_dir / validate_project_id(project)
+            write_parquet_file(folder, name, rows)
+            written.append((folder, name))
+        return written
 
     def _derive(self, records: list[RawRecord], load_id: str, shas: list[str] | None = None,
                 parts: "_PartPlan | None" = None) -> LoadReport:
@@ -438,13 +526,6 @@ class Warehouse:
             con.register("derived", batch.raw_keys)
             con.execute("DELETE FROM _underived u USING derived d WHERE u.project_id = d.project_id "
                         "AND u.source = d.source AND u.payload_sha256 = d.payload_sha256")
-            con.execute("INSERT INTO _dirty SELECT DISTINCT 'raw_payloads', r.project_id, r.load_id "
-                        "FROM raw_payloads r JOIN derived d USING (project_id, source, payload_sha256) "
-                        "WHERE r.job_id IS DISTINCT FROM d.job_id OR r.version_id IS DISTINCT FROM d.version_id")
-            con.execute("UPDATE raw_payloads r SET job_id = d.job_id, version_id = d.version_id FROM derived d "
-                        "WHERE r.project_id = d.project_id AND r.source = d.source "
-                        "AND r.payload_sha256 = d.payload_sha256 AND (r.job_id IS DISTINCT FROM d.job_id "
-                        "OR r.version_id IS DISTINCT FROM d.version_id)")
             con.unregister("derived")
         return report, part_ids, old_parts
 
@@ -542,9 +623,9 @@ class Warehouse:
                 con.execute(f'DELETE FROM "{table.name}"')
             con.execute("DELETE FROM _version_parts")
             con.execute("DELETE FROM _underived")
-            con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, false FROM raw_payloads")
+            con.execute("INSERT INTO _underived SELECT project_id, source, payload_sha256, false FROM _raw_keys")
             con.execute("INSERT INTO _dirty SELECT DISTINCT t.name, r.project_id, NULL FROM "
-                        "(SELECT DISTINCT project_id FROM raw_payloads) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
+                        "(SELECT DISTINCT project_id FROM _raw_keys) r, (SELECT unnest(?::VARCHAR[]) AS name) t",
                         [[t.name for t in schema.TIDY_TABLES] + ["jobs"]])
         report = self.derive_pending(export=False)
         report.load_id = "rebuild"
@@ -555,7 +636,8 @@ class Warehouse:
     def export(self, full: bool = False) -> None:
         """Write every dirty partition to Parquet (temp file + rename), then forget it."""
         con = self.con
-        dirty = con.execute("SELECT DISTINCT table_name, project_id, load_id FROM _dirty").fetchall()
+        dirty = con.execute("SELECT DISTINCT table_name, project_id, load_id FROM _dirty "
+                            "WHERE table_name <> 'raw_payloads'").fetchall()  # raw files are landed, not exported
         if full:
             for name in APPEND_TABLES:
                 for (project,) in con.execute(f'SELECT DISTINCT project_id FROM "{name}"').fetchall():
@@ -810,16 +892,6 @@ def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _St
         for project, part in completed:  # footers written now: a long load keeps few files open
             for table in schema.TIDY_TABLES:
                 files.complete((table.name, project, part_file(part)))
-    # the raw rows as DuckDB holds them once derived: with the ids the derivation gave them
-    raw = item.raw
-    for name in ("job_id", "version_id"):
-        raw = raw.set_column(raw.schema.get_field_index(name), name, batch.raw_keys.column(name))
-    name = f"load-{load_id}.parquet"
-    raw_projects = set(raw.column("project_id").to_pylist())
-    for project in raw_projects:
-        _open_streamed(files, state, schema.RAW_PAYLOADS.name, project, name, schema.RAW_PAYLOADS.schema, load_id)
-        rows = raw if len(raw_projects) == 1 else raw.filter(pa.compute.equal(raw.column("project_id"), project))
-        files.write(schema.RAW_PAYLOADS.name, project, name, rows)
 
 
 def _streamed_schema(table: schema.Table) -> pa.Schema:
@@ -842,10 +914,18 @@ def _not_stored(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> list[int]:
     try:
         return [i for (i,) in con.execute(
             "SELECT b.idx FROM check_raw b "
-            "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.project_id = b.project_id "
+            "WHERE NOT EXISTS (SELECT 1 FROM _raw_keys r WHERE r.project_id = b.project_id "
             "AND r.source = b.source AND r.payload_sha256 = b.payload_sha256) ORDER BY b.idx").fetchall()]
     finally:
         con.unregister("check_raw")
+
+
+def _with_payload_ids(raw: pa.Table, raw_keys: pa.Table) -> pa.Table:
+    """Raw rows keep the ids of their request; where it had none (a file), the payload's own."""
+    for name in ("job_id", "version_id"):
+        raw = raw.set_column(raw.schema.get_field_index(name), name,
+                             pa.compute.coalesce(raw.column(name), raw_keys.column(name)))
+    return raw
 
 
 def _records_from_raw(table: pa.Table) -> list[RawRecord]:
@@ -922,6 +1002,32 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
+
+
+def _is_base_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+                       "AND table_name = ?", [name]).fetchall() == [("BASE TABLE",)]
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def raw_select(files: list[str] | str) -> str:
+    """SELECT of raw_payloads' columns, typed as schema.py says, from landing files (a list or a glob)."""
+    source = ("[" + ", ".join(f"'{_sql_path(Path(f))}'" for f in files) + "]") if isinstance(files, list) \
+        else f"'{_sql_path(Path(files))}'"
+    cols = ", ".join(f'CAST("{c.name}" AS {c.duckdb_type}) AS "{c.name}"' for c in schema.RAW_PAYLOADS.columns)
+    return f"SELECT {cols} FROM read_parquet({source})"
+
+
+def raw_view_ddl(raw_dir: Path, *, temp: bool = False) -> str:
+    """The raw_payloads view over every landing file (`temp`: for a read-only connection)."""
+    glob = str(raw_dir.resolve() / "**" / "*.parquet")
+    return f'CREATE OR REPLACE {"TEMP " if temp else ""}VIEW "{schema.RAW_PAYLOADS.name}" AS {raw_select(glob)}'
 
 
 def _clear_dir(folder: Path) -> None:
