@@ -73,7 +73,7 @@ def _assert_no_partial_version(root):
 
 
 @pytest.mark.parametrize("failpoint", [
-    "raw_before_commit:2", "raw_committed:2", "derive_before_commit:2", "derive_committed:2",
+    "raw_before_commit:2", "raw_committed:2", "raw_published:2", "derive_before_commit:2", "derive_committed:2",
     "export_tmp_written:3", "export_partition_done:4",
 ])
 def test_kill_9_then_rerun_matches_an_uninterrupted_run(corpus, reference, tmp_path, failpoint):
@@ -88,6 +88,8 @@ def test_kill_9_then_rerun_matches_an_uninterrupted_run(corpus, reference, tmp_p
     with Warehouse.open(wh):
         pass  # the next writer repairs what the crash left
     assert_parquet_matches_duckdb(wh)
+    # every body whose landing committed is readable (a landing file left under its temporary name is published)
+    assert rows(wh, "SELECT count(*) FROM raw_payloads") == rows(wh, "SELECT count(*) FROM _raw_keys")
     done = _ingest(corpus, wh)
     assert done.returncode == 0, done.stderr
     assert stable_snapshot(wh) == reference
