@@ -158,19 +158,23 @@ class FlatBatch:
         if series.num_rows == 0:
             return SAMPLE_ARROW_SCHEMA.empty_table()
         lists = series.column("samples").combine_chunks()
-        lengths = pc.list_value_length(lists).to_numpy()
-        repeat = np.repeat(np.arange(series.num_rows), lengths)
-        starts = np.cumsum(lengths) - lengths
-        index = (np.arange(len(repeat), dtype=np.int64) - np.repeat(starts, lengths)).astype(np.int32)
-        take = pa.array(repeat)
-        columns = [series.column(name).combine_chunks().take(take)
-                   for name in ("project_id", "job_id", "version_id", "metric")]
+        offsets = lists.offsets.to_numpy()
+        rows = np.repeat(np.arange(series.num_rows, dtype=np.int32), np.diff(offsets))
+        index = np.arange(offsets[0], offsets[-1], dtype=np.int32) - offsets[rows]
+        columns = [_repeat(series.column(name), rows) for name in ("project_id", "job_id", "version_id", "metric")]
         return pa.Table.from_arrays(columns + [pa.array(index), lists.flatten()], schema=SAMPLE_ARROW_SCHEMA)
 
     def sample_rows(self) -> np.ndarray:
         """Per system_metric_samples row: its version's row in job_versions."""
-        lengths = pc.list_value_length(self.series.column("samples").combine_chunks()).to_numpy()
-        return np.repeat(self.series_rows, lengths)
+        return np.repeat(self.series_rows, np.diff(self.series.column("samples").combine_chunks().offsets.to_numpy()))
+
+
+def _repeat(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """column[rows], with numpy (Arrow's take costs twice as much here)."""
+    array = column.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        return pa.DictionaryArray.from_arrays(pa.array(array.indices.to_numpy()[rows]), array.dictionary)
+    return pa.array(array.to_numpy()[rows])
 
 
 def sha256_hex(body: bytes) -> str:
@@ -214,6 +218,24 @@ def _cached_number(text: str) -> float | None:
         _NUMBER_CACHE.clear()
     number = _NUMBER_CACHE[text] = parse_number(text)
     return number
+
+
+_COMMAND_CACHE: dict[str, str] = {}
+
+
+def _redacted_command(command: str) -> str:
+    """redact_command, remembered: a job's versions usually share one command line, and the
+    regular expressions cost ~10 us a command. Long commands are not kept."""
+    try:
+        return _COMMAND_CACHE[command]
+    except KeyError:
+        pass
+    redacted = redact_command(command)
+    if len(command) <= 4096:
+        if len(_COMMAND_CACHE) >= 1024:
+            _COMMAND_CACHE.clear()
+        _COMMAND_CACHE[command] = redacted
+    return redacted
 
 
 class _Issues:
@@ -394,24 +416,101 @@ def _api_error(payload: dict) -> tuple:
 
 
 _CLASS_METRIC_KEYS = frozenset({"metric_values", "metric_meta", "reserved_data"})
+_TOTAL_COLUMNS = (("recall", "total_recall"), ("precision", "total_precision"), ("accuracy", "total_accuracy"))
 
 
 def _plain_float(value) -> bool:
     return value is None or (type(value) is float and math.isfinite(value))
 
 
-def _plain_class_metric(item) -> bool:
-    """True when a `metric[]` item needs no coercion and raises no issue (the flattener's fast path)."""
-    if type(item) is not dict or not item.keys() <= _CLASS_METRIC_KEYS:
-        return False
-    values, meta = item.get("metric_values"), item.get("metric_meta")
-    if type(values) is not dict or type(meta) is not dict:
-        return False
-    class_id, name = meta.get("class_id"), meta.get("class_name")
-    return ((class_id is None or (type(class_id) is int and _INT64[0] <= class_id <= _INT64[1]))
-            and (name is None or type(name) is str or type(name) is int)
-            and _plain_float(values.get("recall")) and _plain_float(values.get("precision"))
-            and _plain_float(values.get("accuracy")))
+def _plain_class_metrics(items: list) -> tuple[list, list, list, list, list] | None:
+    """(class_id, class_name, recall, precision, accuracy) columns when no `metric[]` item needs a
+    coercion or raises an issue (the usual case); None sends the list down the careful path."""
+    ids, names, recalls, precisions, accuracies = [], [], [], [], []
+    for item in items:
+        if type(item) is not dict or not item.keys() <= _CLASS_METRIC_KEYS:
+            return None
+        values, meta = item.get("metric_values"), item.get("metric_meta")
+        if type(values) is not dict or type(meta) is not dict:
+            return None
+        class_id, name = meta.get("class_id"), meta.get("class_name")
+        if class_id is not None and not (type(class_id) is int and _INT64[0] <= class_id <= _INT64[1]):
+            return None
+        if type(name) is int:
+            name = str(name)
+        elif name is not None and type(name) is not str:
+            return None
+        recall, precision, accuracy = values.get("recall"), values.get("precision"), values.get("accuracy")
+        if not (_plain_float(recall) and _plain_float(precision) and _plain_float(accuracy)):
+            return None
+        ids.append(class_id)
+        names.append(name)
+        recalls.append(recall)
+        precisions.append(precision)
+        accuracies.append(accuracy)
+    return ids, names, recalls, precisions, accuracies
+
+
+def _plain_parameters(items: list, redact: bool) -> tuple[list, list, list] | None:
+    """(label, value, value_number) columns when every item is a {label, value} object with a
+    string (or null) label and a string, number or null value: nothing to report, so no issue
+    paths to build. None sends the list down the careful path in _Builder._parameters."""
+    labels, texts, numbers = [], [], []
+    for item in items:
+        if type(item) is not dict or len(item) != 2 or "label" not in item or "value" not in item:
+            return None
+        label, text = item["label"], item["value"]
+        if type(label) is not str and label is not None:
+            return None
+        if type(text) is str:
+            number = _cached_number(text) if text else None
+        elif type(text) is int:
+            text, number = str(text), float(text)
+        elif type(text) is float:
+            text, number = repr(text), (text if math.isfinite(text) else None)
+        elif text is None:
+            number = None
+        else:
+            return None
+        if redact and text is not None and is_secret_label(label):
+            text, number = MASK, None
+        labels.append(label)
+        texts.append(text)
+        numbers.append(number)
+    return labels, texts, numbers
+
+
+def _plain_volumes(items: list) -> list[tuple[str, dict]] | None:
+    """(kind, body) per item when each is {"nfs": {...}} or {"host_path": {...}} with only known
+    keys, string (or null) ids and paths and a boolean (or null) read_only; None otherwise."""
+    out = []
+    for item in items:
+        if type(item) is not dict or len(item) != 1:
+            return None
+        kind = "nfs" if "nfs" in item else "host_path"
+        body = item.get(kind)
+        if type(body) is not dict or not body.keys() <= (_NFS_KEYS if kind == "nfs" else _HOST_PATH_KEYS):
+            return None
+        read_only = body.get("read_only")
+        if read_only is not None and read_only is not True and read_only is not False:
+            return None
+        for field in ("id", "src_path", "dest_path"):
+            value = body.get(field)
+            if type(value) is not str and value is not None:
+                return None
+        out.append((kind, body))
+    return out
+
+
+def _extend_keys(cols: dict[str, list], key: tuple, count: int) -> None:
+    """Key and position columns for `count` child rows at positions 0..count-1."""
+    if not count:
+        return
+    project_id, job_id, version_id = key
+    cols["project_id"].extend([project_id] * count)
+    cols["job_id"].extend([job_id] * count)
+    cols["version_id"].extend([version_id] * count)
+    cols["position"].extend(range(count))
 
 
 def _empty_cols(table: schema.Table) -> dict[str, list]:
@@ -474,15 +573,17 @@ class _Builder:
             values = [_typed(value, kind, field, "job_versions", issues)
                       for value, (field, _, kind) in zip(values, _SCALARS)]
         if self.redact and values[_USER_COMMAND]:
-            values[_USER_COMMAND] = redact_command(values[_USER_COMMAND])
+            values[_USER_COMMAND] = _redacted_command(values[_USER_COMMAND])
         self.scalar_rows.append(values)
         status = values[_STATUS]
         v["status_name"].append(STATUS_NAMES.get(status) if status is not None else None)
         v["is_final"].append(is_final(status))
         v["extracted_at"].append(record.fetched_at)
         v["payload_sha256"].append(sha)
-        for field in payload.keys() - KNOWN_FIELDS:
-            issues.add("job_versions", field, payload[field], "unknown_field")
+        if not payload.keys() <= KNOWN_FIELDS:
+            for field in payload:  # in payload order, so the rows come out the same in every process
+                if field not in KNOWN_FIELDS:
+                    issues.add("job_versions", field, payload[field], "unknown_field")
         self._parameters(payload.get("parameter"), key)
         self._data_sources(payload.get("data_source"), key)
         self._volumes(payload.get("volumes"), key)
@@ -515,9 +616,19 @@ class _Builder:
         cols["position"].append(pos)
 
     def _parameters(self, value, key):
-        # The hottest child table (~12 per version): inlined, with paths only built for issues.
+        # The hottest child table (~12 per version): the usual shape takes _plain_parameters; the
+        # careful loop below is inlined, with paths only built for issues.
         if value is None:
             return
+        if type(value) is list:
+            plain = _plain_parameters(value, self.redact)
+            if plain is not None:
+                cols = self.parameters
+                _extend_keys(cols, key, len(value))
+                cols["label"].extend(plain[0])
+                cols["value"].extend(plain[1])
+                cols["value_number"].extend(plain[2])
+                return
         items = value if type(value) is list else self._list(value, "parameter", "parameters")
         cols, issues = self.parameters, self.issues
         redact = self.redact
@@ -526,10 +637,9 @@ class _Builder:
         add_position, add_label = cols["position"].append, cols["label"].append
         add_value, add_number = cols["value"].append, cols["value_number"].append
         for pos, item in enumerate(items):
-            if type(item) is not dict:
-                if not isinstance(item, dict):
-                    issues.add("parameters", f"parameter[{pos}]", item, "wrong_type")
-                    continue
+            if not isinstance(item, dict):
+                issues.add("parameters", f"parameter[{pos}]", item, "wrong_type")
+                continue
             if not item.keys() <= _PARAMETER_KEYS:
                 for extra in item.keys() - _PARAMETER_KEYS:
                     issues.add("parameters", f"parameter[{pos}].{extra}", item[extra], "unknown_field")
@@ -573,6 +683,16 @@ class _Builder:
 
     def _volumes(self, value, key):
         cols, issues = self.volumes, self.issues
+        plain = _plain_volumes(value) if type(value) is list else None
+        if plain is not None:
+            _extend_keys(cols, key, len(plain))
+            for kind, body in plain:
+                cols["volume_type"].append(kind)
+                cols["nfs_id"].append(body.get("id") if kind == "nfs" else None)
+                cols["src_path"].append(body.get("src_path"))
+                cols["dest_path"].append(body.get("dest_path"))
+                cols["read_only"].append(body.get("read_only") is True)
+            return
         for pos, path, item in self._items(value, "volumes", "volumes", frozenset({"nfs", "host_path"})):
             kinds = [k for k in ("nfs", "host_path") if isinstance(item.get(k), dict)]
             if len(kinds) != 1:
@@ -598,19 +718,12 @@ class _Builder:
         if parsed is not None:
             cols = self.class_metrics
             metric = parsed.get("metric")
-            if type(metric) is list:
-                fast = [item for item in metric if _plain_class_metric(item)]
-                if len(fast) == len(metric):  # the usual case: every class well-formed, nothing to report
-                    for pos, item in enumerate(metric):
-                        values, meta = item["metric_values"], item["metric_meta"]
-                        self._append_key(cols, key, pos)
-                        name = meta.get("class_name")
-                        cols["class_id"].append(meta.get("class_id"))
-                        cols["class_name"].append(name if name is None or type(name) is str else str(name))
-                        cols["recall"].append(values.get("recall"))
-                        cols["precision"].append(values.get("precision"))
-                        cols["accuracy"].append(values.get("accuracy"))
-                    metric = None
+            plain = _plain_class_metrics(metric) if type(metric) is list else None
+            if plain is not None:
+                _extend_keys(cols, key, len(metric))
+                for name, column in zip(("class_id", "class_name", "recall", "precision", "accuracy"), plain):
+                    cols[name].extend(column)
+                metric = None
             for pos, path, item in self._items(metric, "model_metric_list.metric", "class_metrics",
                                                _CLASS_METRIC_KEYS):
                 values = self._object(item.get("metric_values"), f"{path}.metric_values")
@@ -622,13 +735,11 @@ class _Builder:
                     cols[name].append(_to_float(values.get(name), f"{path}.metric_values.{name}", "class_metrics", issues))
             total = self._object(parsed.get("total_metric"), "model_metric_list.total_metric")
             totals = self._object(total.get("total_metric_values"), "model_metric_list.total_metric.total_metric_values")
-        for name in ("recall", "precision", "accuracy"):
+        for name, column in _TOTAL_COLUMNS:
             total = totals.get(name)
-            if total is None or (type(total) is float and math.isfinite(total)):
-                v[f"total_{name}"].append(total)
-                continue
-            path = f"model_metric_list.total_metric.total_metric_values.{name}"
-            v[f"total_{name}"].append(_to_float(total, path, "job_versions", issues))
+            if not _plain_float(total):
+                total = _to_float(total, f"model_metric_list.total_metric.total_metric_values.{name}", "job_versions", issues)
+            v[column].append(total)
 
     def _object(self, value, field) -> dict:
         if isinstance(value, dict):
@@ -677,11 +788,12 @@ class _Builder:
         if not runs:
             self.series_rows = np.zeros(0, dtype=np.int64)
             return SERIES_ARROW_SCHEMA.empty_table()
-        rows = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
-        lengths = np.fromiter((r[2] for r in runs), dtype=np.int64, count=len(runs))
-        names = sorted({r[1] for r in runs})
+        run_rows, run_names, run_lengths = zip(*runs)
+        rows = np.array(run_rows, dtype=np.int64)
+        lengths = np.array(run_lengths, dtype=np.int64)
+        names = sorted(set(run_names))
         name_index = {n: i for i, n in enumerate(names)}
-        name_ids = np.fromiter((name_index[r[1]] for r in runs), dtype=np.int32, count=len(runs))
+        name_ids = np.array([name_index[name] for name in run_names], dtype=np.int32)
         self.series_rows = rows
         v = self.versions
         projects = pc.dictionary_encode(pa.array(v["project_id"], pa.string()))
@@ -844,6 +956,8 @@ def _flatten_two_pass(records: list[RawRecord], redact: bool, shas: list[str] | 
 
 def _add_version(builder: _Builder, payload: dict, key: tuple, record: RawRecord, sha: str) -> None:
     builder.add_payload(payload, key, record, sha)
+    if record.job_id is None and record.version_id is None:
+        return  # ids from the payload alone, both usable (else payload_key rejected it): nothing to flag
     for field, hint in (("job_id", record.job_id), ("version_id", record.version_id)):
         own = _key_id(payload.get(field))
         if hint is not None and own is not None and own != hint:
