@@ -143,6 +143,8 @@ class FlatBatch:
     keys: pa.Table  # (project_id, job_id, version_id) of the versions loaded in this batch
     series: pa.Table  # system_metric_series rows, SERIES_ARROW_SCHEMA
     series_rows: np.ndarray  # per series row: its version's row in job_versions
+    # per row of parameters, data_sources, class_metrics and volumes: its version's row in job_versions
+    version_rows: dict[str, np.ndarray]
 
     @property
     def versions_loaded(self) -> int:
@@ -152,9 +154,9 @@ class FlatBatch:
         """A version-scoped table as Parquet stores it (system_metric_samples with SAMPLE_ARROW_SCHEMA)."""
         return self.samples() if name == schema.SYSTEM_METRIC_SAMPLES.name else self.tables[name]
 
-    def samples(self) -> pa.Table:
-        """The series as one row per sample."""
-        series = self.series
+    def samples(self, series_mask: np.ndarray | None = None) -> pa.Table:
+        """The series (those where `series_mask` is true, if given) as one row per sample."""
+        series = self.series if series_mask is None else self.series.filter(pa.array(series_mask))
         if series.num_rows == 0:
             return SAMPLE_ARROW_SCHEMA.empty_table()
         lists = series.column("samples").combine_chunks()
@@ -163,10 +165,6 @@ class FlatBatch:
         index = np.arange(offsets[0], offsets[-1], dtype=np.int32) - offsets[rows]
         columns = [_repeat(series.column(name), rows) for name in ("project_id", "job_id", "version_id", "metric")]
         return pa.Table.from_arrays(columns + [pa.array(index), lists.flatten()], schema=SAMPLE_ARROW_SCHEMA)
-
-    def sample_rows(self) -> np.ndarray:
-        """Per system_metric_samples row: its version's row in job_versions."""
-        return np.repeat(self.series_rows, np.diff(self.series.column("samples").combine_chunks().offsets.to_numpy()))
 
 
 def _repeat(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
@@ -527,6 +525,9 @@ class _Builder:
         self.data_sources = _empty_cols(schema.DATA_SOURCES)
         self.class_metrics = _empty_cols(schema.CLASS_METRICS)
         self.volumes = _empty_cols(schema.VOLUMES)
+        self.children = {"parameters": self.parameters, "data_sources": self.data_sources,
+                         "class_metrics": self.class_metrics, "volumes": self.volumes}
+        self.child_ends: dict[str, list[int]] = {name: [] for name in self.children}  # row count after each version
         self.issue_cols = _empty_cols(schema.FIELD_ISSUES)
         self.issues = _Issues(self.issue_cols, redact)
         # metric samples are kept as flat value lists plus one (key, metric, length) run per array
@@ -589,6 +590,8 @@ class _Builder:
         self._volumes(payload.get("volumes"), key)
         self._model_metrics(payload.get("model_metric_list"), key)
         self._system_metrics(payload.get("system_metric_list"), row)
+        for name, cols in self.children.items():
+            self.child_ends[name].append(len(cols["job_id"]))
 
     def _list(self, value, field, table) -> list:
         if value is None:
@@ -976,6 +979,9 @@ def _finish(builder: _Builder, raw: dict, rejected: dict) -> FlatBatch:
         keys=keys,
         series=series,
         series_rows=builder.series_rows,
+        version_rows={name: np.repeat(np.arange(len(ends), dtype=np.int32),
+                                      np.diff(np.asarray(ends, dtype=np.int64), prepend=0))
+                      for name, ends in builder.child_ends.items()},
     )
 
 

@@ -867,7 +867,7 @@ class _Stage:
 
 
 def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _StreamState) -> None:
-    """The parquet thread: append one batch to the files of its parts, and its raw rows to the load's file."""
+    """The parquet thread: append one batch to the files of its parts."""
     batch, part_ids = item.batch, item.part_ids
     if batch is None:
         return
@@ -885,29 +885,38 @@ def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _St
             state.current_parts[(project, _part_kind(part))] = part
             for table in schema.TIDY_TABLES:
                 _open_streamed(files, state, table.name, project, part_file(part), _streamed_schema(table), part)
-        key_group = None
         for table in schema.TIDY_TABLES:
-            data = batch.table(table.name)
             if len(groups) == 1:
-                row_group = None
-            elif table.name == schema.JOB_VERSIONS.name:
-                row_group = version_group
-            elif table.name == schema.SYSTEM_METRIC_SAMPLES.name:
-                row_group = version_group[batch.sample_rows()]
-            else:
-                if key_group is None:
-                    key_group = dict(zip(zip(projects, keys.column("job_id").to_pylist(),
-                                             keys.column("version_id").to_pylist()), version_group.tolist()))
-                row_group = np.fromiter(
-                    (key_group[k] for k in zip(data.column("project_id").to_pylist(), data.column("job_id").to_pylist(),
-                                               data.column("version_id").to_pylist())),
-                    dtype=np.int32, count=data.num_rows)
+                project, part = next(iter(groups))
+                files.write(table.name, project, part_file(part), batch.table(table.name))
+                continue
+            if table is schema.SYSTEM_METRIC_SAMPLES:  # split the series (a row per array), then unnest
+                series_group = version_group[batch.series_rows]
+                for (project, part), g in groups.items():
+                    files.write(table.name, project, part_file(part), batch.samples(series_group == g))
+                continue
+            data = batch.tables[table.name]
+            row_group = _row_groups(batch, table, data, version_group)
             for (project, part), g in groups.items():
-                rows = data if row_group is None else data.filter(pa.array(row_group == g))
-                files.write(table.name, project, part_file(part), rows)
+                files.write(table.name, project, part_file(part), data.filter(pa.array(row_group == g)))
         for project, part in completed:  # footers written now: a long load keeps few files open
             for table in schema.TIDY_TABLES:
                 files.complete((table.name, project, part_file(part)))
+
+
+def _row_groups(batch: FlatBatch, table: schema.Table, data: pa.Table, version_group: np.ndarray) -> np.ndarray:
+    """The group (part file) of each row of a version-scoped table, from its version's group."""
+    if table is schema.JOB_VERSIONS:
+        return version_group
+    if table.name in batch.version_rows:
+        return version_group[batch.version_rows[table.name]]
+    keys = batch.keys  # field_issues: few rows, not in version order
+    key_group = dict(zip(zip(keys.column("project_id").to_pylist(), keys.column("job_id").to_pylist(),
+                             keys.column("version_id").to_pylist()), version_group.tolist()))
+    return np.fromiter((key_group[k] for k in zip(data.column("project_id").to_pylist(),
+                                                   data.column("job_id").to_pylist(),
+                                                   data.column("version_id").to_pylist())),
+                       dtype=np.int32, count=data.num_rows)
 
 
 def _streamed_schema(table: schema.Table) -> pa.Schema:
