@@ -250,3 +250,16 @@ def test_a_warehouse_of_the_earlier_layout_is_migrated_on_open(wh_dir, seed_byte
     assert_parquet_matches_duckdb(wh_dir)
     land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])  # already stored: nothing new
     assert snapshot(wh_dir) == before
+
+
+def test_a_folder_name_with_pattern_characters_reads_only_its_own_files(tmp_path, seed_bytes):
+    land(tmp_path / "wh1", [_version(seed_bytes, 1, v) for v in range(3)])
+    land(tmp_path / "wh[1]", [_version(seed_bytes, 1, 1)])  # as a pattern, "wh[1]" matches "wh1"
+    assert rows(tmp_path / "wh[1]", "SELECT count(*) FROM raw_payloads") == [(1,)]
+    with connect(tmp_path / "wh[1]") as con:
+        assert con.execute("SELECT count(*) FROM raw_payloads").fetchall() == [(1,)]
+
+
+def test_a_folder_name_duckdb_cannot_use_is_a_clear_error(tmp_path):
+    with pytest.raises(WarehouseError, match="contains '\\?'"):
+        Warehouse.open(tmp_path / "wh?x").__enter__()

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pandas costs ~0.4 s to import: the CLI and the writer never
     import pandas as pd
 
 from warehouse import schema
-from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError, raw_view_ddl
+from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError, glob_literal, raw_view_ddl
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 
@@ -23,7 +23,7 @@ def warehouse_dir(warehouse: str | os.PathLike | None = None) -> Path:
 
 
 def parquet_glob(root: Path, table: str) -> str:
-    return str(root / PARQUET_DIR / table / "**" / "*.parquet")
+    return glob_literal(root / PARQUET_DIR / table) + "/**/*.parquet"
 
 
 def connect(warehouse: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:

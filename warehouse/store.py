@@ -131,6 +131,8 @@ class Warehouse:
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> "Warehouse":
+        if "?" in str(self.root):  # DuckDB reads it as the start of a URL query and cannot write its WAL
+            raise WarehouseError(f"warehouse folder {self.root} contains '?': choose a folder name without it")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -1041,17 +1043,24 @@ def _unlink(path: Path) -> None:
         pass
 
 
+def glob_literal(path: str | Path) -> str:
+    """`path` as a DuckDB file pattern that matches only itself: a folder named `wh[1]` must not
+    read `wh1`'s files."""
+    return re.sub(r"([\[*?])", r"[\1]", str(path))
+
+
 def raw_select(files: list[str] | str) -> str:
-    """SELECT of raw_payloads' columns, typed as schema.py says, from landing files (a list or a glob)."""
-    source = ("[" + ", ".join(f"'{_sql_path(Path(f))}'" for f in files) + "]") if isinstance(files, list) \
-        else f"'{_sql_path(Path(files))}'"
+    """SELECT of raw_payloads' columns, typed as schema.py says, from landing files (a list of
+    paths, or one pattern whose wildcards are meant)."""
+    source = ("[" + ", ".join(f"'{_sql_path(glob_literal(f))}'" for f in files) + "]") if isinstance(files, list) \
+        else f"'{_sql_path(files)}'"
     cols = ", ".join(f'CAST("{c.name}" AS {c.duckdb_type}) AS "{c.name}"' for c in schema.RAW_PAYLOADS.columns)
     return f"SELECT {cols} FROM read_parquet({source})"
 
 
 def raw_view_ddl(raw_dir: Path, *, temp: bool = False) -> str:
     """The raw_payloads view over every landing file (`temp`: for a read-only connection)."""
-    glob = str(raw_dir.resolve() / "**" / "*.parquet")
+    glob = glob_literal(raw_dir.resolve()) + "/**/*.parquet"
     return f'CREATE OR REPLACE {"TEMP " if temp else ""}VIEW "{schema.RAW_PAYLOADS.name}" AS {raw_select(glob)}'
 
 
@@ -1061,7 +1070,7 @@ def _clear_dir(folder: Path) -> None:
             f.unlink()
 
 
-def _sql_path(path: Path) -> str:
+def _sql_path(path: Path | str) -> str:
     return str(path).replace("'", "''")
 
 
