@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import duckdb
@@ -263,3 +264,46 @@ def test_a_folder_name_with_pattern_characters_reads_only_its_own_files(tmp_path
 def test_a_folder_name_duckdb_cannot_use_is_a_clear_error(tmp_path):
     with pytest.raises(WarehouseError, match="contains '\\?'"):
         Warehouse.open(tmp_path / "wh?x").__enter__()
+
+
+def _raw_rows(root):
+    return rows(root, "SELECT * FROM raw_payloads ORDER BY payload_sha256")
+
+
+def _raw_files(root):
+    return sorted(p.name for p in (root / "parquet" / "raw_payloads" / "proj1").glob("raw-*.parquet"))
+
+
+def test_many_small_raw_files_are_merged_without_changing_a_row(wh_dir, seed_bytes, monkeypatch):
+    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 1000)
+    for v in range(5):  # one load each, as hourly syncs: one small landing file each
+        land(wh_dir, [_version(seed_bytes, 1, v)])
+    before = _raw_rows(wh_dir)
+    assert len(_raw_files(wh_dir)) == 5
+    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 3)
+    with Warehouse.open(wh_dir) as wh:
+        assert wh.compact_raw_files() == 5
+    assert len(_raw_files(wh_dir)) == 1
+    assert _raw_rows(wh_dir) == before
+    for v in range(5):
+        land(wh_dir, [_version(seed_bytes, 1, v)])  # still known as stored: nothing lands again
+    assert _raw_rows(wh_dir) == before
+
+
+def test_a_merge_killed_after_its_commit_is_finished_by_the_next_writer(wh_dir, seed_bytes, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 1000)
+    for v in range(4):
+        land(wh_dir, [_version(seed_bytes, 1, v)])
+    before = _raw_rows(wh_dir)
+    code = ("import sys, warehouse.store as s; s.RAW_COMPACT_FILES = 2; "
+            "w = s.Warehouse.open(sys.argv[1]); w.__enter__(); w.compact_raw_files()")
+    crashed = subprocess.run([sys.executable, "-c", code, str(wh_dir)], capture_output=True, text=True,
+                             env={**os.environ, "MODELARTS_FAILPOINT": "raw_merge_committed"}, timeout=60)
+    assert crashed.returncode == -9, crashed.stderr
+    with Warehouse.open(wh_dir):
+        pass  # publishes the merged file, then deletes the files it replaced
+    assert _raw_files(wh_dir) == [n for n in _raw_files(wh_dir) if n.startswith("raw-merged-")]
+    assert _raw_rows(wh_dir) == before

@@ -53,6 +53,11 @@ APPEND_TABLES = ("rejected_payloads",)  # exported one file per load, never rewr
 # to PART_VERSIONS versions (rarely rewritten) and versions still changing into a "hot" part,
 # so re-fetching a running version rewrites a small file, not the project's whole history.
 PART_VERSIONS = 10_000
+# Every load lands at least one raw file per project, so hourly syncs would pile up thousands of
+# small files for the raw_payloads view to open. Past RAW_COMPACT_FILES files, a project's files
+# under RAW_COMPACT_BYTES are merged into files of up to that size.
+RAW_COMPACT_FILES = 32
+RAW_COMPACT_BYTES = 64 << 20
 # DuckDB's buffer pool. Rows committed through the WAL (the raw bodies) stay in it until a
 # checkpoint; past the limit DuckDB moves them to .duckdb_tmp, so a long load's memory stays flat.
 DUCKDB_MEMORY_LIMIT = "128MB"
@@ -110,6 +115,8 @@ _INTERNAL_DDL = (
     "CREATE TABLE IF NOT EXISTS _version_parts (project_id VARCHAR, job_id BIGINT, version_id BIGINT, part_id VARCHAR)",
     # every landed raw body: its key, and the file under parquet/raw_payloads/<project_id>/ that holds it
     "CREATE TABLE IF NOT EXISTS _raw_keys (project_id VARCHAR, source VARCHAR, payload_sha256 VARCHAR, file VARCHAR)",
+    # landing files merged into another one, deleted once the merge is committed and published
+    "CREATE TABLE IF NOT EXISTS _raw_retired (project_id VARCHAR, file VARCHAR)",
 )
 
 
@@ -231,6 +238,7 @@ class Warehouse:
             folder = raw_dir / project
             if not (folder / name).exists() and (folder / hidden_name(name)).exists():
                 publish(folder, name)
+        self._delete_retired_raw_files()  # only once what replaced them is published
 
     def _export_table_placeholders(self) -> None:
         """An empty file at the root of every table folder that has none, so a table's glob matches
@@ -267,7 +275,55 @@ class Warehouse:
                 report.add(self._land_chunk(chunk, load_id, derive, parts))
         if export:
             self.export()
+        self.compact_raw_files()
         return report
+
+    def compact_raw_files(self) -> int:
+        """Merge the small raw landing files of projects that have many; returns the files merged.
+
+        The merged file is written and flushed under a temporary name, the keys move to it and
+        the old files are marked retired in one transaction, then it is published and the old
+        files deleted (after a crash, by the next writer: no body is ever in no file)."""
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        merged = 0
+        crowded = self.con.execute("SELECT project_id FROM _raw_keys GROUP BY 1 HAVING count(DISTINCT file) > ?",
+                                   [RAW_COMPACT_FILES]).fetchall()
+        for (project,) in crowded:
+            folder = raw_dir / project
+            names = [n for (n,) in self.con.execute(
+                "SELECT DISTINCT file FROM _raw_keys WHERE project_id = ? ORDER BY 1", [project]).fetchall()]
+            small = [(n, (folder / n).stat().st_size) for n in names if (folder / n).exists()]
+            small = [(n, size) for n, size in small if size < RAW_COMPACT_BYTES]
+            group, total = [], 0
+            for name, size in small + [(None, RAW_COMPACT_BYTES)]:  # the sentinel flushes the last group
+                if group and (name is None or total + size > RAW_COMPACT_BYTES):
+                    if len(group) > 1:
+                        self._merge_raw_files(folder, project, group)
+                        merged += len(group)
+                    group, total = [], 0
+                if name is not None:
+                    group.append(name)
+                    total += size
+        return merged
+
+    def _merge_raw_files(self, folder: Path, project: str, names: list[str]) -> None:
+        name = f"raw-merged-{new_load_id()}.parquet"
+        data = self.con.sql(f"{raw_select([str(folder / n) for n in names])} ORDER BY load_id, fetched_at"
+                            ).to_arrow_table()
+        write_parquet_file(folder, name, data.cast(schema.RAW_PAYLOADS.schema))
+        del data
+        with _transaction(self.con, "raw_merge"):
+            self.con.execute("UPDATE _raw_keys SET file = ? WHERE project_id = ? AND file IN (SELECT unnest(?))",
+                             [name, project, names])
+            self.con.executemany("INSERT INTO _raw_retired VALUES (?, ?)", [[project, n] for n in names])
+        publish(folder, name)
+        self._delete_retired_raw_files()
+
+    def _delete_retired_raw_files(self) -> None:
+        raw_dir = self.root / PARQUET_DIR / schema.RAW_PAYLOADS.name
+        for project, name in self.con.execute("SELECT project_id, file FROM _raw_retired").fetchall():
+            _unlink(raw_dir / project / name)
+        self.con.execute("DELETE FROM _raw_retired")
 
     def _land_streamed(self, chunks: Iterator[list[RawRecord]], load_id: str, report: LoadReport) -> None:
         """land() on both cores. This thread reads and flattens; a "raw" thread commits each
