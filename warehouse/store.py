@@ -54,10 +54,12 @@ APPEND_TABLES = ("rejected_payloads",)  # exported one file per load, never rewr
 # so re-fetching a running version rewrites a small file, not the project's whole history.
 PART_VERSIONS = 10_000
 # Every load lands at least one raw file per project, so hourly syncs would pile up thousands of
-# small files for the raw_payloads view to open. Past RAW_COMPACT_FILES files, a project's files
-# under RAW_COMPACT_BYTES are merged into files of up to that size.
+# small files for the raw_payloads view to open. Past RAW_COMPACT_FILES files under
+# RAW_SMALL_BYTES, a project's small files are merged into files of up to RAW_MERGED_BYTES (a bulk
+# load's ~8 MB batch files are left as they are).
 RAW_COMPACT_FILES = 32
-RAW_COMPACT_BYTES = 64 << 20
+RAW_SMALL_BYTES = 1 << 20
+RAW_MERGED_BYTES = 32 << 20
 # DuckDB's buffer pool. Rows committed through the WAL (the raw bodies) stay in it until a
 # checkpoint; past the limit DuckDB moves them to .duckdb_tmp, so a long load's memory stays flat.
 DUCKDB_MEMORY_LIMIT = "128MB"
@@ -293,10 +295,12 @@ class Warehouse:
             names = [n for (n,) in self.con.execute(
                 "SELECT DISTINCT file FROM _raw_keys WHERE project_id = ? ORDER BY 1", [project]).fetchall()]
             small = [(n, (folder / n).stat().st_size) for n in names if (folder / n).exists()]
-            small = [(n, size) for n, size in small if size < RAW_COMPACT_BYTES]
+            small = [(n, size) for n, size in small if size < RAW_SMALL_BYTES]
+            if len(small) <= RAW_COMPACT_FILES:
+                continue
             group, total = [], 0
-            for name, size in small + [(None, RAW_COMPACT_BYTES)]:  # the sentinel flushes the last group
-                if group and (name is None or total + size > RAW_COMPACT_BYTES):
+            for name, size in small + [(None, RAW_MERGED_BYTES)]:  # the sentinel flushes the last group
+                if group and (name is None or total + size > RAW_MERGED_BYTES):
                     if len(group) > 1:
                         self._merge_raw_files(folder, project, group)
                         merged += len(group)
