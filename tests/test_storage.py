@@ -143,7 +143,11 @@ def test_readers_fall_back_to_parquet_while_a_writer_holds_the_file(wh_dir, seed
         wh.land([RawRecord(body=_version(seed_bytes, 2, 1), project_id="proj1", source="x")], export=False)
         frame = load("job_versions", wh_dir)  # the writer holds the file: last export is read
         assert frame["job_id"].tolist() == [1]
+        with connect(wh_dir) as con:
+            fallback_series = con.execute("SELECT * FROM system_metric_series ORDER BY ALL").fetchall()
     assert sorted(load("job_versions", wh_dir)["job_id"]) == [1, 2]
+    assert fallback_series == rows(wh_dir, "SELECT * FROM system_metric_series WHERE job_id = 1 ORDER BY ALL")
+    assert fallback_series
     con = connect(wh_dir)
     with pytest.raises(duckdb.Error):
         con.execute("DELETE FROM jobs")

@@ -57,6 +57,10 @@ def _parquet_connection(root: Path) -> duckdb.DuckDBPyConnection:
         if any((root / PARQUET_DIR / table.name).glob("*/*.parquet")):
             glob = parquet_glob(root, table.name).replace("'", "''")
             con.execute(f"CREATE VIEW \"{table.name}\" AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
+    if any((root / PARQUET_DIR / schema.SYSTEM_METRIC_SAMPLES.name).glob("*/*.parquet")):
+        # DuckDB's storage of the samples, which has no Parquet copy: folded back from the rows
+        con.execute(f'CREATE VIEW "{schema.SYSTEM_METRIC_SERIES.name}" AS SELECT project_id, job_id, version_id, '
+                    "metric, list(value ORDER BY sample_index) AS samples FROM system_metric_samples GROUP BY ALL")
     return con
 
 
