@@ -298,16 +298,10 @@ class Warehouse:
             small = [(n, size) for n, size in small if size < RAW_SMALL_BYTES]
             if len(small) <= RAW_COMPACT_FILES:
                 continue
-            group, total = [], 0
-            for name, size in small + [(None, RAW_MERGED_BYTES)]:  # the sentinel flushes the last group
-                if group and (name is None or total + size > RAW_MERGED_BYTES):
-                    if len(group) > 1:
-                        self._merge_raw_files(folder, project, group)
-                        merged += len(group)
-                    group, total = [], 0
-                if name is not None:
-                    group.append(name)
-                    total += size
+            for group in _groups_up_to(small, RAW_MERGED_BYTES):
+                if len(group) > 1:
+                    self._merge_raw_files(folder, project, group)
+                    merged += len(group)
         return merged
 
     def _merge_raw_files(self, folder: Path, project: str, names: list[str]) -> None:
@@ -462,10 +456,14 @@ class Warehouse:
                  self.con.execute("SELECT DISTINCT k.project_id, k.file FROM _raw_keys k JOIN _underived u "
                                   f"USING (project_id, source, payload_sha256) {where} ORDER BY ALL",
                                   params).fetchall()]
-        if not files:
-            if export:
-                self.export()
-            return report
+        if files:
+            self._derive_files(files, where, params, report)
+        if export:
+            self.export()
+        return report
+
+    def _derive_files(self, files: list[str], where: str, params: dict, report: LoadReport) -> None:
+        """Derive the pending bodies of these landing files, in landing order."""
         reader = self.con.cursor()
         parts = _PartPlan(new_load_id())
         try:
@@ -477,9 +475,6 @@ class Warehouse:
                 report.add(self._derive_raw_rows(pa.Table.from_batches([rb]), parts))
         finally:
             reader.close()
-        if export:
-            self.export()
-        return report
 
     def _derive_raw_rows(self, table: pa.Table, parts: "_PartPlan | None" = None) -> LoadReport:
         report = LoadReport()
@@ -494,17 +489,19 @@ class Warehouse:
         for record in chunk:
             validate_project_id(record.project_id)
         raw = _raw_table(chunk, load_id)
-        batch = None
-        if derive:  # before landing, so that raw rows from files land with their payload's ids
-            batch = flatten(chunk, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
+        records, batch = chunk, None
+        if derive:  # flattened before landing, so that raw rows from files land with their payload's ids
+            keep = _not_stored(self.con, raw)  # a re-load flattens nothing
+            raw, records = raw.take(pa.array(keep, pa.int64())), [chunk[i] for i in keep]
+            batch = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
             raw = _with_payload_ids(raw, batch.raw_keys)
-        fresh, shas, _ = self._land_raw_rows(chunk, load_id, self.con, raw=raw, deferred=not derive)
+        fresh, shas, _ = self._land_raw_rows(records, load_id, self.con, raw=raw, deferred=not derive)
         report = LoadReport(projects={r.project_id for r in fresh})
         if derive and fresh:
-            if len(fresh) < len(chunk):  # some were stored already: derive only the new ones
-                batch = flatten(fresh, redact=self.redact, shas=shas)
-            report = self._commit_derived(batch, {r.project_id for r in fresh}, load_id,
-                                          parts or _PartPlan(new_load_id()))[0]
+            if len(fresh) < len(records):  # the chunk held one body twice: derive each once
+                report = self._derive(fresh, load_id, shas, parts)
+            else:
+                report = self._commit_derived(batch, report.projects, load_id, parts)[0]
         report.duplicates = len(chunk) - len(fresh)
         report.landed = len(fresh)
         return report
@@ -512,8 +509,9 @@ class Warehouse:
     def _land_raw_rows(self, chunk: list[RawRecord], load_id: str, con: duckdb.DuckDBPyConnection,
                        raw: pa.Table | None = None, deferred: bool = False
                        ) -> tuple[list[RawRecord], list[str], pa.Table | None]:
-        """_land_raw on a given connection (and with the chunk's raw rows if already built);
-        also returns the raw rows it landed. `deferred` rows wait for derive_pending().
+        """Land the bodies of `chunk` not stored yet, on a given connection (and with the chunk's
+        raw rows if already built); returns their records, SHA-256s and raw rows.
+        `deferred` rows wait for derive_pending().
 
         The new bodies go to a Parquet file per project, written and flushed to disk under a
         temporary name; their keys commit in DuckDB (that commit is the landing); then the
@@ -576,7 +574,6 @@ class Warehouse:
                 parts: "_PartPlan | None" = None) -> LoadReport:
         """Flatten records whose raw rows are stored and upsert every tidy table in one transaction."""
         batch = flatten(records, redact=self.redact, shas=shas)
-        parts = parts or _PartPlan(new_load_id())
         return self._commit_derived(batch, {r.project_id for r in records}, load_id, parts)[0]
 
     def _commit_derived(self, batch: FlatBatch, projects: set[str], load_id: str, parts: "_PartPlan | None" = None,
@@ -593,7 +590,7 @@ class Warehouse:
             projects=projects,
         )
         if part_ids is None:
-            part_ids = parts.assign(batch)
+            part_ids = (parts or _PartPlan(new_load_id())).assign(batch)
         con = self.con
         with _transaction(con, "derive"):
             old_parts = self._upsert_versions(batch, part_ids)
@@ -1089,6 +1086,19 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
+
+
+def _groups_up_to(sized: list[tuple[str, int]], limit: int) -> list[list[str]]:
+    """Names in order, cut into runs whose sizes add up to at most `limit` (a larger one alone)."""
+    groups: list[list[str]] = [[]]
+    total = 0
+    for name, size in sized:
+        if groups[-1] and total + size > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(name)
+        total += size
+    return groups
 
 
 def _is_base_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
