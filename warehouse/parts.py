@@ -148,12 +148,31 @@ def write_parquet_file(folder: Path, name: str, data: pa.Table, *, durable: bool
     pq.write_table(data, tmp, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS,
                    store_schema=False)
     if durable:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
     return tmp
+
+
+def concat_parquet_files(folder: Path, name: str, sources: list[Path], arrow_schema: pa.Schema) -> Path:
+    """One file holding the rows of `sources`, in order, each source one row group: written and
+    flushed to disk under its temporary name (as write_parquet_file) with one source in memory
+    at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / hidden_name(name)
+    with pq.ParquetWriter(tmp, arrow_schema, compression="zstd", compression_level=ZSTD_LEVEL,
+                          store_schema=False) as writer:
+        for source in sources:
+            writer.write_table(pq.read_table(source).select(arrow_schema.names).cast(arrow_schema),
+                               row_group_size=ROW_GROUP_ROWS)
+    _fsync(tmp)
+    return tmp
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(folder: Path, name: str) -> None:

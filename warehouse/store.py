@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 
 from warehouse import failpoints, schema
 from warehouse.flatten import SAMPLE_ARROW_SCHEMA, FlatBatch, flatten
-from warehouse.parts import StreamedFiles, hidden_name, publish, write_parquet_file
+from warehouse.parts import StreamedFiles, concat_parquet_files, hidden_name, publish, write_parquet_file
 from warehouse.records import RawRecord
 
 DB_FILE = "modelarts.duckdb"
@@ -306,10 +306,7 @@ class Warehouse:
 
     def _merge_raw_files(self, folder: Path, project: str, names: list[str]) -> None:
         name = f"raw-merged-{new_load_id()}.parquet"
-        data = self.con.sql(f"{raw_select([str(folder / n) for n in names])} ORDER BY load_id, fetched_at"
-                            ).to_arrow_table()
-        write_parquet_file(folder, name, data.cast(schema.RAW_PAYLOADS.schema))
-        del data
+        concat_parquet_files(folder, name, [folder / n for n in names], schema.RAW_PAYLOADS.schema)
         with _transaction(self.con, "raw_merge"):
             self.con.execute("UPDATE _raw_keys SET file = ? WHERE project_id = ? AND file IN (SELECT unnest(?))",
                              [name, project, names])
@@ -463,16 +460,32 @@ class Warehouse:
         return report
 
     def _derive_files(self, files: list[str], where: str, params: dict, report: LoadReport) -> None:
-        """Derive the pending bodies of these landing files, in landing order."""
+        """Derive the pending bodies of these landing files, in landing order.
+
+        The order is worked out from the keys alone, then the bodies are read one batch at a
+        time: sorting the bodies themselves needs them all in memory at once, and DuckDB runs
+        out at its memory limit (a 20,000-payload sync, 140 MB of JSON, did)."""
         reader = self.con.cursor()
         parts = _PartPlan(new_load_id())
+        reader.register("derive_files", pa.table({"file_idx": pa.array(range(len(files)), pa.int32()),
+                                                  "filename": pa.array(files, pa.string())}))
         try:
-            batches = reader.sql(
-                f"SELECT r.* FROM ({raw_select(files)}) r JOIN _underived u USING (project_id, source, payload_sha256) "
-                f"{where} ORDER BY r.load_id, r.fetched_at", params=params,
-            ).to_arrow_reader(DEFAULT_BATCH_RECORDS)
-            for rb in batches:
-                report.add(self._derive_raw_rows(pa.Table.from_batches([rb]), parts))
+            order = reader.sql(
+                f"SELECT f.file_idx, r.file_row_number, r.byte_size FROM ({raw_select(files, positions=True)}) r "
+                "JOIN derive_files f USING (filename) JOIN _underived u USING (project_id, source, payload_sha256) "
+                f"{where} ORDER BY r.load_id, r.fetched_at, f.file_idx, r.file_row_number", params=params,
+            ).to_arrow_table()
+            for start, stop in _cuts(order.column("byte_size").to_numpy(), DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
+                keys = order.slice(start, stop - start).select(["file_idx", "file_row_number"])
+                reader.register("batch_order", keys.append_column("ord", pa.array(np.arange(keys.num_rows))))
+                batch_files = [files[i] for i in pa.compute.unique(keys.column("file_idx")).to_pylist()]
+                rows = reader.sql(  # put in order by Arrow: a sort in DuckDB would hold the bodies in its memory
+                    f"SELECT r.* EXCLUDE (filename, file_row_number), o.ord FROM ({raw_select(batch_files, positions=True)}) r "
+                    "JOIN derive_files f USING (filename) JOIN batch_order o USING (file_idx, file_row_number)"
+                ).to_arrow_table()
+                rows = rows.take(pa.compute.sort_indices(rows.column("ord"))).drop_columns(["ord"])
+                reader.unregister("batch_order")
+                report.add(self._derive_raw_rows(rows, parts))
         finally:
             reader.close()
 
@@ -1052,6 +1065,17 @@ def _binary_array(bodies: list[bytes], sizes: list[int]) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(bodies))])
 
 
+def _cuts(sizes: np.ndarray, max_records: int, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of at most max_records items, each under max_bytes
+    unless one item alone is larger: the batches _chunks makes, from sizes alone."""
+    start = 0
+    while start < len(sizes):
+        ends = np.cumsum(sizes[start:start + max_records])
+        stop = start + max(1, int(np.searchsorted(ends, max_bytes, side="left")))
+        yield start, min(stop, len(sizes))
+        start = stop
+
+
 def _chunks(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> Iterator[list[RawRecord]]:
     chunk, size = [], 0
     for record in records:
@@ -1119,12 +1143,15 @@ def glob_literal(path: str | Path) -> str:
     return re.sub(r"([\[*?])", r"[\1]", str(path))
 
 
-def raw_select(files: list[str] | str) -> str:
+def raw_select(files: list[str] | str, *, positions: bool = False) -> str:
     """SELECT of raw_payloads' columns, typed as schema.py says, from landing files (a list of
-    paths, or one pattern whose wildcards are meant)."""
+    paths, or one pattern whose wildcards are meant); `positions` adds each row's file and its
+    row number there."""
     source = ("[" + ", ".join(f"'{_sql_path(glob_literal(f))}'" for f in files) + "]") if isinstance(files, list) \
         else f"'{_sql_path(files)}'"
     cols = ", ".join(f'CAST("{c.name}" AS {c.duckdb_type}) AS "{c.name}"' for c in schema.RAW_PAYLOADS.columns)
+    if positions:
+        return f"SELECT {cols}, filename, file_row_number FROM read_parquet({source}, filename = true, file_row_number = true)"
     return f"SELECT {cols} FROM read_parquet({source})"
 
 
