@@ -102,16 +102,16 @@ def test_deriving_more_raw_than_duckdbs_memory_limit_streams_in_landing_order(tm
     """The Dagster path lands a whole sync, then derives it: the bodies must be read a batch at a
     time, not sorted in DuckDB's memory all at once (a 20,000-version sync ran out at 128 MB)."""
     bulk = "d" * 100_000  # an unknown field: in the raw body whole, in field_issues cut to 1,000 characters
-    loads = [[(_version(seed_bytes, 1, v, bulk=bulk), f"v{v}") for v in range(400)],  # 40 MB of JSON
+    loads = [[(_version(seed_bytes, 1, v, bulk=bulk), f"v{v}") for v in range(700)],  # 70 MB of JSON
              [(_version(seed_bytes, 1, 7, status=11, bulk=bulk), "v7-later")]]
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for root, derive in ((tmp_path / "later", False), (tmp_path / "direct", True)):
-        with Warehouse.open(root, memory_limit="48MB") as wh:
+        with Warehouse.open(root, memory_limit="64MB") as wh:
             for n, bodies in enumerate(loads):
                 wh.land([RawRecord(body=b, project_id="proj1", source=s, fetched_at=start + timedelta(days=n))
                          for b, s in bodies], derive=derive)
             if not derive:
-                assert wh.derive_pending().versions_loaded == 401
+                assert wh.derive_pending().versions_loaded == 701
     later, direct = snapshot(tmp_path / "later"), snapshot(tmp_path / "direct")
     # raw rows landed without flattening cannot know a file payload's ids: the only difference
     assert {k: v for k, v in later.items() if k != "raw_payloads"} == {k: v for k, v in direct.items() if k != "raw_payloads"}

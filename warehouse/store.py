@@ -338,7 +338,7 @@ class Warehouse:
         duck = _Stage(lambda item: _done_by(item, slots, self._duck_step, item, load_id, state), "warehouse-duckdb",
                       on_finish=self._checkpoint)
         raw_stage = _Stage(lambda item: self._raw_step(item, load_id, raw_con, duck), "warehouse-raw")
-        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item, load_id, state),
+        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item.batch, item.part_ids, state),
                          "warehouse-parquet")
         checker = self.con.cursor()  # for reads on this thread
         precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM _raw_keys)").fetchall()[0][0]
@@ -364,9 +364,7 @@ class Warehouse:
                 chunk_fresh = [dataclasses.replace(r, body=b"") for r in chunk_fresh]
                 item = _Loaded(len(chunk), chunk_fresh, shas, raw, batch, plan.assign(batch) if batch else [])
                 del raw, batch, chunk, chunk_fresh
-                while not slots.acquire(timeout=0.2):
-                    for stage in (raw_stage, duck, parquet):
-                        stage.raise_if_failed()
+                _acquire(slots, (raw_stage, duck, parquet))
                 raw_stage.put(item)
                 parquet.put(item)
                 del item
@@ -387,11 +385,16 @@ class Warehouse:
         if not state.streamable:
             files.abort()  # the export below writes everything from DuckDB instead
             return
+        self._publish_parts(files, state)
+
+    def _publish_parts(self, files: StreamedFiles, state: "_StreamState") -> None:
+        """Rename a load's part files into place and forget their export marks. Parts that lost
+        versions during the load stay marked, for export() to write from DuckDB."""
         for project, part in state.moved_parts:
             for table in schema.TIDY_TABLES:
                 files.discard((table.name, project, part_file(part)))
         published = files.finish()
-        if published:  # those partitions are exported: forget their marks
+        if published:
             self.con.executemany("DELETE FROM _dirty WHERE table_name = ? AND project_id = ? AND load_id = ?",
                                  [list(state.dirty[key]) for key in published])
 
@@ -460,42 +463,46 @@ class Warehouse:
         return report
 
     def _derive_files(self, files: list[str], where: str, params: dict, report: LoadReport) -> None:
-        """Derive the pending bodies of these landing files, in landing order.
-
-        The order is worked out from the keys alone, then the bodies are read one batch at a
-        time: sorting the bodies themselves needs them all in memory at once, and DuckDB runs
-        out at its memory limit (a 20,000-payload sync, 140 MB of JSON, did)."""
+        """Derive the pending bodies of these landing files, in landing order, on both cores as
+        land() does: this thread reads and flattens, a "duckdb" thread commits each batch, a
+        "parquet" thread appends it to the Parquet part files (published at the end), so
+        nothing is read back out of DuckDB to export it."""
+        plan = _PartPlan(new_load_id())
+        files_out, state = StreamedFiles(self.root / PARQUET_DIR), _StreamState(plan.load_id)
+        slots = threading.BoundedSemaphore(IN_FLIGHT_BATCHES)
+        duck = _Stage(lambda item: _done_by(item, slots, self._derive_step, item, state), "warehouse-duckdb")
+        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files_out, item.batch, item.part_ids,
+                                               state), "warehouse-parquet")
         reader = self.con.cursor()
-        parts = _PartPlan(new_load_id())
-        reader.register("derive_files", pa.table({"file_idx": pa.array(range(len(files)), pa.int32()),
-                                                  "filename": pa.array(files, pa.string())}))
         try:
-            order = reader.sql(
-                f"SELECT f.file_idx, r.file_row_number, r.byte_size FROM ({raw_select(files, positions=True)}) r "
-                "JOIN derive_files f USING (filename) JOIN _underived u USING (project_id, source, payload_sha256) "
-                f"{where} ORDER BY r.load_id, r.fetched_at, f.file_idx, r.file_row_number", params=params,
-            ).to_arrow_table()
-            for start, stop in _cuts(order.column("byte_size").to_numpy(), DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
-                keys = order.slice(start, stop - start).select(["file_idx", "file_row_number"])
-                reader.register("batch_order", keys.append_column("ord", pa.array(np.arange(keys.num_rows))))
-                batch_files = [files[i] for i in pa.compute.unique(keys.column("file_idx")).to_pylist()]
-                rows = reader.sql(  # put in order by Arrow: a sort in DuckDB would hold the bodies in its memory
-                    f"SELECT r.* EXCLUDE (filename, file_row_number), o.ord FROM ({raw_select(batch_files, positions=True)}) r "
-                    "JOIN derive_files f USING (filename) JOIN batch_order o USING (file_idx, file_row_number)"
-                ).to_arrow_table()
-                rows = rows.take(pa.compute.sort_indices(rows.column("ord"))).drop_columns(["ord"])
-                reader.unregister("batch_order")
-                report.add(self._derive_raw_rows(rows, parts))
+            for rows in _pending_bodies(reader, files, where, params):
+                for load_id in dict.fromkeys(rows.column("load_id").to_pylist()):  # rejections keep their load
+                    group = rows.filter(pa.compute.equal(rows.column("load_id"), load_id))
+                    records = _records_from_raw(group)
+                    batch = flatten(records, redact=self.redact, shas=group.column("payload_sha256").to_pylist())
+                    item = _Derived(load_id, {r.project_id for r in records}, batch, plan.assign(batch))
+                    del records, batch, group
+                    _acquire(slots, (duck, parquet))
+                    duck.put(item)
+                    parquet.put(item)
+                    del item
+            duck.finish()
+            parquet.finish()
+        except BaseException:
+            duck.stop()
+            parquet.stop()
+            files_out.abort()
+            raise
         finally:
             reader.close()
+        report.add(state.report)
+        self._publish_parts(files_out, state)
 
-    def _derive_raw_rows(self, table: pa.Table, parts: "_PartPlan | None" = None) -> LoadReport:
-        report = LoadReport()
-        for load_id in dict.fromkeys(table.column("load_id").to_pylist()):
-            part = table.filter(pa.compute.equal(table.column("load_id"), load_id))
-            report.add(self._derive(_records_from_raw(part), load_id, part.column("payload_sha256").to_pylist(),
-                                    parts))
-        return report
+    def _derive_step(self, item: "_Derived", state: "_StreamState") -> None:
+        """The duckdb thread of derive_pending(): commit one flattened batch."""
+        derived, _, moved = self._commit_derived(item.batch, item.projects, item.load_id, part_ids=item.part_ids)
+        state.report.add(derived)
+        state.moved_parts.update(moved)
 
     def _land_chunk(self, chunk: list[RawRecord], load_id: str, derive: bool,
                     parts: "_PartPlan | None" = None) -> LoadReport:
@@ -938,9 +945,8 @@ class _Stage:
             self._error = exc
 
 
-def _write_parquet(files: StreamedFiles, item: _Loaded, load_id: str, state: _StreamState) -> None:
-    """The parquet thread: append one batch to the files of its parts."""
-    batch, part_ids = item.batch, item.part_ids
+def _write_parquet(files: StreamedFiles, batch: FlatBatch | None, part_ids: list[str], state: _StreamState) -> None:
+    """The parquet thread: append one committed batch to the files of its parts."""
     if batch is None:
         return
     keys = batch.keys
@@ -1001,6 +1007,50 @@ def _open_streamed(files: StreamedFiles, state: _StreamState, table_name: str, p
     if key not in files:
         files.open(table_name, validate_project_id(project), name, arrow_schema)
         state.dirty[key] = (table_name, project, dirty_id)
+
+
+def _pending_bodies(reader: duckdb.DuckDBPyConnection, files: list[str], where: str,
+                    params: dict) -> Iterator[pa.Table]:
+    """The raw rows of these files still to derive, in landing order, a batch at a time.
+
+    The order is worked out from the keys alone, then the bodies are read a batch at a time
+    and put in order by Arrow: sorting the bodies in DuckDB needs them all in its memory at
+    once, and it ran out at its limit (a 20,000-payload sync, 140 MB of JSON, did)."""
+    reader.register("derive_files", pa.table({"file_idx": pa.array(range(len(files)), pa.int32()),
+                                              "filename": pa.array(files, pa.string())}))
+    order = reader.sql(
+        f"SELECT f.file_idx, r.file_row_number, r.byte_size FROM ({raw_select(files, positions=True)}) r "
+        "JOIN derive_files f USING (filename) JOIN _underived u USING (project_id, source, payload_sha256) "
+        f"{where} ORDER BY r.load_id, r.fetched_at, f.file_idx, r.file_row_number", params=params,
+    ).to_arrow_table()
+    for start, stop in _cuts(order.column("byte_size").to_numpy(), DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
+        keys = order.slice(start, stop - start).select(["file_idx", "file_row_number"])
+        reader.register("batch_order", keys.append_column("ord", pa.array(np.arange(keys.num_rows))))
+        batch_files = [files[i] for i in pa.compute.unique(keys.column("file_idx")).to_pylist()]
+        rows = reader.sql(
+            f"SELECT r.* EXCLUDE (filename, file_row_number), o.ord FROM ({raw_select(batch_files, positions=True)}) r "
+            "JOIN derive_files f USING (filename) JOIN batch_order o USING (file_idx, file_row_number)"
+        ).to_arrow_table()
+        reader.unregister("batch_order")
+        yield rows.take(pa.compute.sort_indices(rows.column("ord"))).drop_columns(["ord"])
+
+
+@dataclass
+class _Derived:
+    """One flattened batch of derive_pending(), as the reading thread hands it to the other two."""
+
+    load_id: str
+    projects: set[str]
+    batch: FlatBatch
+    part_ids: list[str]
+    users: int = 2  # the duckdb and the parquet thread: the batch's slot is free once both are done
+
+
+def _acquire(slots: threading.BoundedSemaphore, stages: tuple["_Stage", ...]) -> None:
+    """Wait for an in-flight slot, raising a stage's error rather than waiting forever."""
+    while not slots.acquire(timeout=0.2):
+        for stage in stages:
+            stage.raise_if_failed()
 
 
 def _not_stored(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> list[int]:
