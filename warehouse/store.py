@@ -260,23 +260,21 @@ class Warehouse:
 
     # -- writing -----------------------------------------------------------------
     def land(self, records: Iterable[RawRecord], *, derive: bool = True, batch_records: int = DEFAULT_BATCH_RECORDS,
-             batch_bytes: int = DEFAULT_BATCH_BYTES, export: bool = True) -> LoadReport:
+             batch_bytes: int = DEFAULT_BATCH_BYTES) -> LoadReport:
         """Store raw bodies, derive the tidy tables from the new ones, export Parquet.
 
-        Streams: at most one batch of records is held in memory at a time. With
+        Streams: at most a few batches of records are held in memory at a time. With
         `derive=False` only the raw bodies are stored; `derive_pending()` derives them later.
         """
         load_id = new_load_id()
         report = LoadReport(load_id=load_id)
         chunks = _chunks(records, batch_records, batch_bytes)
-        if derive and export:
+        if derive:
             self._land_streamed(chunks, load_id, report)
         else:
-            parts = _PartPlan(load_id)
             for chunk in chunks:
-                report.add(self._land_chunk(chunk, load_id, derive, parts))
-        if export:
-            self.export()
+                report.add(self._land_raw_chunk(chunk, load_id))
+        self.export()
         self.compact_raw_files()
         return report
 
@@ -419,8 +417,7 @@ class Warehouse:
                 batch = flatten(fresh, redact=self.redact, shas=shas) if fresh else None
                 part_ids = state.fallback_parts.assign(batch) if batch else []
             if batch is not None:
-                derived, _, moved = self._commit_derived(batch, {r.project_id for r in fresh}, load_id,
-                                                         part_ids=part_ids)
+                derived, moved = self._commit_derived(batch, {r.project_id for r in fresh}, load_id, part_ids)
                 report.add(derived)
                 state.moved_parts.update(moved)
         state.report.add(report)
@@ -500,31 +497,17 @@ class Warehouse:
 
     def _derive_step(self, item: "_Derived", state: "_StreamState") -> None:
         """The duckdb thread of derive_pending(): commit one flattened batch."""
-        derived, _, moved = self._commit_derived(item.batch, item.projects, item.load_id, part_ids=item.part_ids)
+        derived, moved = self._commit_derived(item.batch, item.projects, item.load_id, item.part_ids)
         state.report.add(derived)
         state.moved_parts.update(moved)
 
-    def _land_chunk(self, chunk: list[RawRecord], load_id: str, derive: bool,
-                    parts: "_PartPlan | None" = None) -> LoadReport:
+    def _land_raw_chunk(self, chunk: list[RawRecord], load_id: str) -> LoadReport:
+        """land(derive=False): one batch's raw bodies, marked to wait for derive_pending()."""
         for record in chunk:
             validate_project_id(record.project_id)
-        raw = _raw_table(chunk, load_id)
-        records, batch = chunk, None
-        if derive:  # flattened before landing, so that raw rows from files land with their payload's ids
-            keep = _not_stored(self.con, raw)  # a re-load flattens nothing
-            raw, records = raw.take(pa.array(keep, pa.int64())), [chunk[i] for i in keep]
-            batch = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
-            raw = _with_payload_ids(raw, batch.raw_keys)
-        fresh, shas, _ = self._land_raw_rows(records, load_id, self.con, raw=raw, deferred=not derive)
-        report = LoadReport(projects={r.project_id for r in fresh})
-        if derive and fresh:
-            if len(fresh) < len(records):  # the chunk held one body twice: derive each once
-                report = self._derive(fresh, load_id, shas, parts)
-            else:
-                report = self._commit_derived(batch, report.projects, load_id, parts)[0]
-        report.duplicates = len(chunk) - len(fresh)
-        report.landed = len(fresh)
-        return report
+        fresh, _, _ = self._land_raw_rows(chunk, load_id, self.con, deferred=True)
+        return LoadReport(landed=len(fresh), duplicates=len(chunk) - len(fresh),
+                          projects={r.project_id for r in fresh})
 
     def _land_raw_rows(self, chunk: list[RawRecord], load_id: str, con: duckdb.DuckDBPyConnection,
                        raw: pa.Table | None = None, deferred: bool = False
@@ -590,27 +573,16 @@ class Warehouse:
             written.append((folder, name))
         return written
 
-    def _derive(self, records: list[RawRecord], load_id: str, shas: list[str] | None = None,
-                parts: "_PartPlan | None" = None) -> LoadReport:
-        """Flatten records whose raw rows are stored and upsert every tidy table in one transaction."""
-        batch = flatten(records, redact=self.redact, shas=shas)
-        return self._commit_derived(batch, {r.project_id for r in records}, load_id, parts)[0]
-
-    def _commit_derived(self, batch: FlatBatch, projects: set[str], load_id: str, parts: "_PartPlan | None" = None,
-                        part_ids: list[str] | None = None) -> tuple[LoadReport, list[str], list[tuple[str, str]]]:
-        """Upsert a flattened batch in one transaction.
-
-        Returns the report, the part of each loaded version (in `batch.keys` order), and the
-        (project, part) pairs that lost versions to this batch.
-        """
+    def _commit_derived(self, batch: FlatBatch, projects: set[str], load_id: str,
+                        part_ids: list[str]) -> tuple[LoadReport, list[tuple[str, str]]]:
+        """Upsert a flattened batch in one transaction, its versions going to `part_ids` (in
+        `batch.keys` order). Returns the report and the (project, part)s that lost versions to it."""
         report = LoadReport(
             versions_loaded=batch.versions_loaded,
             rejected=batch.rejected.num_rows,
             field_issues=batch.tables["field_issues"].num_rows,
             projects=projects,
         )
-        if part_ids is None:
-            part_ids = (parts or _PartPlan(new_load_id())).assign(batch)
         con = self.con
         with _transaction(con, "derive"):
             old_parts = self._upsert_versions(batch, part_ids)
@@ -619,7 +591,7 @@ class Warehouse:
             con.execute("DELETE FROM _underived u USING derived d WHERE u.project_id = d.project_id "
                         "AND u.source = d.source AND u.payload_sha256 = d.payload_sha256")
             con.unregister("derived")
-        return report, part_ids, old_parts
+        return report, old_parts
 
     def _upsert_versions(self, batch: FlatBatch, part_ids: list[str]) -> list[tuple[str, str]]:
         """Replace the batch's versions in every tidy table; returns the (project, part)s they left."""
