@@ -108,3 +108,17 @@ def test_two_cli_writers_at_once_are_serialised(corpus, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], results
     assert rows(wh, "SELECT count(*) FROM job_versions") == [(N_PAYLOADS - N_PAYLOADS // 50 + 50,)]
     assert_parquet_matches_duckdb(wh)
+
+
+@pytest.mark.parametrize("failpoint", ["derive_before_commit:1", "derive_committed:1", "export_partition_done:2"])
+def test_a_rebuild_killed_half_way_is_finished_by_the_next_writer(corpus, reference, tmp_path, failpoint):
+    wh = tmp_path / "wh"
+    assert _ingest(corpus, wh).returncode == 0
+    env = {**os.environ, "MODELARTS_FAILPOINT": failpoint}
+    crashed = subprocess.run([sys.executable, "-m", "pipelines.cli", "rebuild", "--warehouse", str(wh)],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert crashed.returncode == -9, crashed.stderr
+    with Warehouse.open(wh):
+        pass
+    assert stable_snapshot(wh) == reference
+    assert_parquet_matches_duckdb(wh)

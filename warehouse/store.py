@@ -693,6 +693,16 @@ class Warehouse:
                         [[t.name for t in schema.TIDY_TABLES] + ["jobs"]])
         report = self.derive_pending(export=False)
         report.load_id = "rebuild"
+        # derive_pending wrote every live part from the batches it committed (a part that lost
+        # versions meanwhile keeps a mark of its own): of the whole-project marks, what is left to
+        # do is deleting the files of the parts that are gone
+        whole = con.execute("SELECT DISTINCT table_name, project_id FROM _dirty WHERE load_id IS NULL "
+                            "AND table_name IN (SELECT unnest(?::VARCHAR[]))",
+                            [[t.name for t in schema.TIDY_TABLES]]).fetchall()
+        for table_name, project_id in whole:
+            self._delete_dead_part_files(table_name, project_id, self._live_parts(project_id))
+        con.execute("DELETE FROM _dirty WHERE load_id IS NULL AND table_name IN (SELECT unnest(?::VARCHAR[]))",
+                    [[t.name for t in schema.TIDY_TABLES]])
         self.export(full=True)
         return report
 
@@ -745,14 +755,10 @@ class Warehouse:
         """
         folder = self.root / PARQUET_DIR / table_name / validate_project_id(project_id)
         if part_id is None:
-            live = [p for (p,) in self.con.execute(
-                "SELECT DISTINCT part_id FROM _version_parts WHERE project_id = ? ORDER BY 1", [project_id]).fetchall()]
+            live = self._live_parts(project_id)
             for part in live:
                 self._export_parts(table_name, project_id, part)
-            keep = {part_file(p) for p in live} | {"empty.parquet"}
-            for stale in folder.glob("*.parquet"):
-                if stale.name not in keep:
-                    stale.unlink()
+            self._delete_dead_part_files(table_name, project_id, live)
             return
         target = folder / part_file(part_id)
         versions = self.con.execute("SELECT count(*) FROM _version_parts WHERE project_id = ? AND part_id = ?",
@@ -765,6 +771,17 @@ class Warehouse:
                    f'SELECT t.* FROM "{table_name}" t SEMI JOIN (SELECT job_id, version_id FROM _version_parts '
                    "WHERE project_id = ? AND part_id = ?) p USING (job_id, version_id) WHERE t.project_id = ?",
                    [project_id, part_id, project_id])
+
+    def _live_parts(self, project_id: str) -> list[str]:
+        return [p for (p,) in self.con.execute(
+            "SELECT DISTINCT part_id FROM _version_parts WHERE project_id = ? ORDER BY 1", [project_id]).fetchall()]
+
+    def _delete_dead_part_files(self, table_name: str, project_id: str, live: list[str]) -> None:
+        """Files of parts that hold no version any more (and a pre-parts `data.parquet`)."""
+        keep = {part_file(p) for p in live} | {"empty.parquet"}
+        for stale in (self.root / PARQUET_DIR / table_name / validate_project_id(project_id)).glob("*.parquet"):
+            if stale.name not in keep:
+                stale.unlink()
 
     def _copy(self, folder: Path, name: str, select: str, params: list) -> None:
         """COPY a query to `folder/name` through a temporary file, so readers never see half a file."""
