@@ -849,7 +849,7 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _done_by(item: _Loaded, slots: threading.BoundedSemaphore, step, *args) -> None:
+def _done_by(item: "_Loaded | _Derived", slots: threading.BoundedSemaphore, step, *args) -> None:
     """Run one thread's step on a batch; the last of its two users frees its in-flight slot."""
     try:
         step(*args)
