@@ -154,6 +154,7 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     con.execute("UPDATE class_metrics SET recall = 1.5 WHERE rowid = (SELECT min(rowid) FROM class_metrics)")
     con.execute("UPDATE system_metric_series SET samples = list_prepend(-1.0, samples[2:]) "
                 "WHERE rowid = (SELECT min(rowid) FROM system_metric_series)")
+    con.execute("INSERT INTO system_metric_series SELECT * FROM system_metric_series WHERE rowid = 7")  # its samples twice
     con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
     con.close()
 
@@ -163,7 +164,8 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
     assert set(failed) == {
         ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
-        ("system_metric_samples", "no_negative_samples"), ("data_sources", "columns_match_contract"),
+        ("system_metric_samples", "no_negative_samples"), ("system_metric_samples", "unique_key"),
+        ("data_sources", "columns_match_contract"),
     }
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
     assert failed[("volumes", "has_version")].metadata["samples"].value == [
