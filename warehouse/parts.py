@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from warehouse import failpoints
 
 ROW_GROUP_ROWS = 262_144  # as the DuckDB COPY export
-ROW_GROUP_BYTES = 32 << 20  # raw payloads: a row group every ~5,000 bodies, so memory stays bounded
+ROW_GROUP_BYTES = 32 << 20  # a file's pending rows are written out at this size, so memory stays bounded
 PENDING_BYTES = 64 << 20  # all files together: beyond this the largest pending row groups are written
 ZSTD_LEVEL = 1  # level 1 writes as fast as snappy here and compresses like DuckDB's default zstd
 
@@ -32,9 +32,6 @@ class StreamedFiles:
 
     def __contains__(self, key: tuple[str, str, str]) -> bool:
         return key in self._open
-
-    def keys(self) -> list[tuple[str, str, str]]:
-        return list(self._open)
 
     def open(self, table: str, project_id: str, name: str, arrow_schema: pa.Schema) -> None:
         key = (table, project_id, name)

@@ -328,16 +328,9 @@ class Warehouse:
         files = StreamedFiles(self.root / PARQUET_DIR)
         state = _StreamState(load_id)
         raw_con = self.con.cursor()  # the raw thread's connection; the duckdb thread writes on self.con
-        # Batches handed on and not yet done by both the duckdb and the parquet thread: a bound on
-        # the memory in flight (queues alone would let ~5 batches pile up behind the duckdb thread).
         slots = threading.BoundedSemaphore(IN_FLIGHT_BATCHES)
-        # the duckdb thread checkpoints after its last batch, while the parquet thread still writes,
-        # so closing the warehouse has nothing left to compress
-        duck = _Stage(lambda item: _done_by(item, slots, self._duck_step, item, load_id, state), "warehouse-duckdb",
-                      on_finish=self._checkpoint)
+        duck, parquet = self._derive_stages(lambda item: self._duck_step(item, load_id, state), files, state, slots)
         raw_stage = _Stage(lambda item: self._raw_step(item, load_id, raw_con, duck), "warehouse-raw")
-        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item.batch, item.part_ids, state),
-                         "warehouse-parquet")
         checker = self.con.cursor()  # for reads on this thread
         precheck = checker.execute("SELECT EXISTS (SELECT 1 FROM _raw_keys)").fetchall()[0][0]
         try:
@@ -384,6 +377,20 @@ class Warehouse:
             files.abort()  # the export below writes everything from DuckDB instead
             return
         self._publish_parts(files, state)
+
+    def _derive_stages(self, commit, files: StreamedFiles, state: "_StreamState",
+                       slots: threading.BoundedSemaphore) -> tuple["_Stage", "_Stage"]:
+        """The "duckdb" thread, which runs `commit` on each batch, and the "parquet" thread, which
+        appends the batch to the part files, of land() and derive_pending() alike.
+
+        `slots` counts the batches handed on and not yet done by both: a bound on the memory in
+        flight (queues alone would let ~5 batches pile up behind the duckdb thread). The duckdb
+        thread checkpoints after its last batch, while the parquet thread still writes, so
+        closing the warehouse has nothing left to compress."""
+        duck = _Stage(lambda item: _done_by(item, slots, commit, item), "warehouse-duckdb", on_finish=self._checkpoint)
+        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files, item.batch, item.part_ids, state),
+                         "warehouse-parquet")
+        return duck, parquet
 
     def _publish_parts(self, files: StreamedFiles, state: "_StreamState") -> None:
         """Rename a load's part files into place and forget their export marks. Parts that lost
@@ -467,9 +474,7 @@ class Warehouse:
         plan = _PartPlan(new_load_id())
         files_out, state = StreamedFiles(self.root / PARQUET_DIR), _StreamState(plan.load_id)
         slots = threading.BoundedSemaphore(IN_FLIGHT_BATCHES)
-        duck = _Stage(lambda item: _done_by(item, slots, self._derive_step, item, state), "warehouse-duckdb")
-        parquet = _Stage(lambda item: _done_by(item, slots, _write_parquet, files_out, item.batch, item.part_ids,
-                                               state), "warehouse-parquet")
+        duck, parquet = self._derive_stages(lambda item: self._derive_step(item, state), files_out, state, slots)
         reader = self.con.cursor()
         try:
             for rows in _pending_bodies(reader, files, where, params):
@@ -500,6 +505,7 @@ class Warehouse:
         derived, moved = self._commit_derived(item.batch, item.projects, item.load_id, item.part_ids)
         state.report.add(derived)
         state.moved_parts.update(moved)
+        self._checkpoint_if_wal_over(WAL_CHECKPOINT_BYTES)
 
     def _land_raw_chunk(self, chunk: list[RawRecord], load_id: str) -> LoadReport:
         """land(derive=False): one batch's raw bodies, marked to wait for derive_pending()."""
