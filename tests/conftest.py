@@ -3,9 +3,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from warehouse import connect
 from warehouse.records import RawRecord
 from warehouse.store import Warehouse
 
@@ -38,7 +38,7 @@ def land(root: Path, bodies, project_id: str = "proj1", **kwargs):
 
 
 def rows(root: Path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    con = connect(root)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:
@@ -46,7 +46,7 @@ def rows(root: Path, sql: str, params=None) -> list[tuple]:
 
 
 def dicts(root: Path, sql: str) -> list[dict]:
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    con = connect(root)
     try:
         return con.sql(sql).to_arrow_table().to_pylist()
     finally:

@@ -1,9 +1,15 @@
-"""Read-only access for notebooks and SQL: never takes the writer's lock, never writes."""
+"""Read-only access for notebooks and SQL: never takes the writer's lock, never blocks a writer.
+
+    from warehouse import load, connect
+    con = connect("warehouse_data")                 # every table and view, as of the latest snapshot
+    con = connect("warehouse_data", snapshot=12)    # ... or as of snapshot 12 (see the `loads` view)
+    df = load("parameters", warehouse="warehouse_data", where="project_id = 'abc'")
+"""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -11,8 +17,9 @@ import duckdb
 if TYPE_CHECKING:  # pandas costs ~0.4 s to import: the CLI and the writer never need it
     import pandas as pd
 
-from warehouse import schema
-from warehouse.store import DB_FILE, PARQUET_DIR, WarehouseError, glob_literal, raw_view_ddl
+from warehouse import lake, schema
+from warehouse.lake import LakeConfig, LakeError
+from warehouse.store import WarehouseError
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 
@@ -22,57 +29,36 @@ def warehouse_dir(warehouse: str | os.PathLike | None = None) -> Path:
     return Path(warehouse or os.environ.get("MODELARTS_WAREHOUSE") or DEFAULT_WAREHOUSE)
 
 
-def parquet_glob(root: Path, table: str) -> str:
-    return glob_literal(root / PARQUET_DIR / table) + "/**/*.parquet"
-
-
-def connect(warehouse: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection with every table.
-
-    While a writer holds the database file (DuckDB allows no reader beside a writing
-    process), this falls back to an in-memory connection whose tables are views over
-    the Parquet export: the last completed write, never a half-written one.
-    """
-    root = warehouse_dir(warehouse)
-    db = root / DB_FILE
-    if not db.exists():
-        raise WarehouseError(f"no warehouse at {root}: run `modelarts-etl ingest` or `sync` first, or pass the folder")
+def connect(warehouse: str | os.PathLike | None = None, *, snapshot: int | None = None,
+            at: datetime | str | None = None, catalog: str | None = None,
+            data_path: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake attached read-only as `modelarts` (and in use), so
+    `SELECT * FROM job_versions` works. `snapshot` (an id from the `loads` view) or `at` (a
+    time) shows every table as it was then."""
     try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.ConnectionException:
-        pass  # this process holds the writer's connection, with another configuration
-    except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            raise WarehouseError(f"cannot open {db}: {exc}") from None
-    else:
-        # raw_payloads is a view over the landing files by absolute path: follow a moved folder
-        con.execute(raw_view_ddl(root / PARQUET_DIR / schema.RAW_PAYLOADS.name, temp=True))
-        return con
-    return _parquet_connection(root)
-
-
-def _parquet_connection(root: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    for table in schema.ALL_TABLES:
-        if any((root / PARQUET_DIR / table.name).glob("*/*.parquet")):
-            glob = parquet_glob(root, table.name).replace("'", "''")
-            con.execute(f"CREATE VIEW \"{table.name}\" AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
-    if any((root / PARQUET_DIR / schema.SYSTEM_METRIC_SAMPLES.name).glob("*/*.parquet")):
-        # DuckDB's storage of the samples, which has no Parquet copy: folded back from the rows
-        con.execute(f'CREATE VIEW "{schema.SYSTEM_METRIC_SERIES.name}" AS SELECT project_id, job_id, version_id, '
-                    "metric, list(value ORDER BY sample_index) AS samples FROM system_metric_samples GROUP BY ALL")
+        config = LakeConfig.for_folder(warehouse_dir(warehouse), catalog, data_path)
+        if not config.exists():
+            raise WarehouseError(f"no warehouse at {config.root}: run `modelarts-etl ingest` or `sync` first, "
+                                 "or pass the folder")
+        con = lake.new_connection()
+        lake.attach(con, config, read_only=True, snapshot=snapshot,
+                    at_time=at.isoformat() if isinstance(at, datetime) else at)
+    except LakeError as exc:
+        raise WarehouseError(str(exc)) from None
+    con.execute(f"USE {lake.ALIAS}")
     return con
 
 
-def load(table: str, warehouse: str | os.PathLike | None = None, *, where: str | None = None) -> pd.DataFrame:
+def load(table: str, warehouse: str | os.PathLike | None = None, *, where: str | None = None,
+         snapshot: int | None = None, at: datetime | str | None = None) -> pd.DataFrame:
     """One table as a pandas DataFrame, e.g. load("parameters", warehouse="warehouse_data").
 
     `where` is an optional SQL filter (e.g. "project_id = 'abc'") applied before loading,
     so a notebook need not pull 11 million metric samples to look at one job.
     """
-    if table not in schema.TABLES:
-        raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(schema.TABLES)}")
-    con = connect(warehouse)
+    if table not in schema.TABLES and table != schema.LOADS.name:
+        raise WarehouseError(f"unknown table {table!r}; tables: {', '.join(schema.TABLES)}, loads")
+    con = connect(warehouse, snapshot=snapshot, at=at)
     try:
         sql = f'SELECT * FROM "{table}"' + (f" WHERE {where}" if where else "")
         return con.execute(sql).df()

@@ -1,7 +1,8 @@
-"""Every table of the warehouse, defined once.
+"""Every table and view of the warehouse, defined once.
 
-The Arrow schemas below drive the flattener's column builders, the Parquet writer,
-the DuckDB DDL, docs/tables.md and the tests. Change a table here and nowhere else.
+The Arrow schemas below drive the flattener's column builders, the DuckLake DDL (with
+each table's and column's doc as its catalog comment), the exports, docs/tables.md and
+the tests. Change a table here and nowhere else.
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ class Table:
     # Rows are replaced per payload version: loading a version again drops every row
     # of it first. Tables without a version scope are keyed differently (see store.py).
     version_scoped: bool = True
-    # Set when DuckDB serves this table as a view over another one (same columns), not as rows of its own.
-    duckdb_view: str | None = None
+    # Set when the lake serves this table as a view over stored tables (same columns), not as rows of its own.
+    view_sql: str | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -54,11 +55,28 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def is_view(self) -> bool:
+        return self.view_sql is not None
+
     def ddl(self, name: str | None = None) -> str:
-        if self.duckdb_view:
-            return f'CREATE VIEW IF NOT EXISTS "{name or self.name}" AS {self.duckdb_view}'
+        """CREATE TABLE (or VIEW); `name` may be qualified, e.g. 'modelarts."jobs"'."""
+        name = name or f'"{self.name}"'
+        if self.view_sql:
+            return f"CREATE VIEW IF NOT EXISTS {name} AS {self.view_sql}"
         cols = ",\n  ".join(f'"{c.name}" {c.duckdb_type}' for c in self.columns)
-        return f'CREATE TABLE IF NOT EXISTS "{name or self.name}" (\n  {cols}\n)'
+        return f"CREATE TABLE IF NOT EXISTS {name} (\n  {cols}\n)"
+
+    def comments(self, name: str | None = None) -> list[str]:
+        """The docs as catalog comments, so `duckdb_tables()` and `duckdb_columns()` explain themselves."""
+        name = name or f'"{self.name}"'
+        out = [f"COMMENT ON TABLE {name} IS {_sql_text(self.doc)}"]
+        out += [f'COMMENT ON COLUMN {name}."{c.name}" IS {_sql_text(c.doc)}' for c in self.columns]
+        return out
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _c(name: str, type_: pa.DataType, doc: str) -> Column:
@@ -136,7 +154,8 @@ JOB_VERSIONS = Table(
 
 JOBS = Table(
     "jobs",
-    "One row per training job, summarised from its stored versions (latest = highest create_time, ties by version_id).",
+    "One row per training job, summarised from its stored versions (latest = highest create_time, ties by "
+    "version_id). A view over job_versions, so it can never disagree with it.",
     KEY_COLUMNS[:2]
     + (
         _c("job_name", S, "Job name, from the latest version"),
@@ -151,6 +170,16 @@ JOBS = Table(
     ),
     ("project_id", "job_id"),
     version_scoped=False,
+    view_sql="""SELECT project_id, job_id,
+       max_by(job_name, ord) AS job_name, max_by(job_desc, ord) AS job_desc,
+       max_by(version_id, ord) AS latest_version_id, max_by(status, ord) AS latest_status,
+       max_by(status_name, ord) AS latest_status_name, max_by(is_final, ord) AS latest_is_final,
+       count(*) AS version_count,
+       min(create_time) AS first_create_time, max(create_time) AS last_create_time
+FROM (SELECT *, row_number() OVER (PARTITION BY project_id, job_id
+             ORDER BY create_time ASC NULLS FIRST, version_id ASC) AS ord
+      FROM job_versions)
+GROUP BY project_id, job_id""",
 )
 
 PARAMETERS = _child(
@@ -194,8 +223,8 @@ CLASS_METRICS = _child(
 
 SYSTEM_METRIC_SERIES = _child(
     "system_metric_series",
-    "How DuckDB stores `system_metric_samples`: one row per metric array, its samples as a list "
-    "(DuckDB only; Parquet has the samples table itself). Querying lists is cheaper than 11 million rows.",
+    "How the lake stores `system_metric_samples`: one row per metric array, its samples as a list. "
+    "Writing and scanning a list per array costs a tenth of 11 million rows.",
     [
         _c("metric", S, "Array name as in the API: cpuUsage, memUsage, gpuUtil, gpuMemUsage, ..."),
         _c("samples", pa.list_(F64), "The array's values in order (NULL where a value was not a number)"),
@@ -206,14 +235,14 @@ SYSTEM_METRIC_SERIES = _child(
 SYSTEM_METRIC_SAMPLES = _child(
     "system_metric_samples",
     "System monitoring samples (`system_metric_list`), one row per array element. "
-    "In DuckDB a view that unnests `system_metric_series`.",
+    "A view that unnests `system_metric_series`.",
     [
         _c("metric", S, "Array name as in the API: cpuUsage, memUsage, gpuUtil, gpuMemUsage, ..."),
         _c("sample_index", I32, "0-based index in the array"),
         _c("value", F64, "Sample value, converted from the API's numeric string"),
     ],
     ("metric", "sample_index"),
-    duckdb_view="SELECT project_id, job_id, version_id, metric, CAST(unnest(range(len(samples))) AS INTEGER) "
+    view_sql="SELECT project_id, job_id, version_id, metric, CAST(unnest(range(len(samples))) AS INTEGER) "
                 "AS sample_index, unnest(samples) AS value FROM system_metric_series",
 )
 
@@ -246,7 +275,7 @@ _RAW_KEY = (
 RAW_PAYLOADS = Table(
     "raw_payloads",
     "Every body fetched or read, byte for byte: the system of record the tidy tables are rebuilt from. "
-    "Landed as Parquet files (`raw-<load_id>-<n>.parquet`, one per batch), which DuckDB reads through a view.",
+    "Each batch's bodies commit as their own snapshot before anything derived from them.",
     _RAW_KEY
     + (
         _c("kind", S, "version_detail, job_list or version_list"),
@@ -291,6 +320,39 @@ FIELD_ISSUES = _child(
     ("table_name", "field"),
 )
 
+LOADS = Table(
+    "loads",
+    "The load ledger, like dlt's `_dlt_loads`: one row per snapshot this package committed, from DuckLake's "
+    "snapshot list (its commit message and extra info). Query any table as of one with `connect(snapshot=...)`.",
+    (
+        _c("snapshot_id", I64, "DuckLake snapshot id (time travel: `connect(snapshot=...)` or `AT (VERSION => id)`)"),
+        _c("snapshot_time", UTC_TS, "When the snapshot was committed"),
+        _c("step", S, "raw (bodies landed), derive (tidy rows), rebuild, migrate, maintenance or schema"),
+        _c("load_id", S, "The load (one ingest, sync or rebuild) the snapshot belongs to"),
+        _c("source", S, "What ran it: ingest, sync, dagster, rebuild, migrate, ..."),
+        _c("projects", S, "Projects touched, comma-separated"),
+        _c("landed", I64, "Raw bodies newly stored"),
+        _c("versions_loaded", I64, "Versions whose tidy rows were (re)written"),
+        _c("rejected", I64, "Payloads newly rejected"),
+        _c("field_issues", I64, "Field issues written"),
+        _c("raw_through", I64, "Every raw_payloads row up to this rowid is derived (what derive_pending resumes from)"),
+    ),
+    ("snapshot_id",),
+    version_scoped=False,
+    view_sql="""SELECT snapshot_id, snapshot_time,
+       json_extract_string(commit_extra_info, '$.step') AS step,
+       json_extract_string(commit_extra_info, '$.load_id') AS load_id,
+       json_extract_string(commit_extra_info, '$.source') AS source,
+       json_extract_string(commit_extra_info, '$.projects') AS projects,
+       CAST(json_extract(commit_extra_info, '$.landed') AS BIGINT) AS landed,
+       CAST(json_extract(commit_extra_info, '$.versions_loaded') AS BIGINT) AS versions_loaded,
+       CAST(json_extract(commit_extra_info, '$.rejected') AS BIGINT) AS rejected,
+       CAST(json_extract(commit_extra_info, '$.field_issues') AS BIGINT) AS field_issues,
+       CAST(json_extract(commit_extra_info, '$.raw_through') AS BIGINT) AS raw_through
+FROM ducklake_snapshots('modelarts')
+WHERE author = 'modelarts-etl'""",
+)
+
 TIDY_TABLES: tuple[Table, ...] = (
     JOB_VERSIONS, PARAMETERS, DATA_SOURCES, CLASS_METRICS, SYSTEM_METRIC_SAMPLES, VOLUMES, FIELD_ISSUES,
 )
@@ -302,6 +364,12 @@ ALL_TABLES: tuple[Table, ...] = (
 )
 TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}
 
-DUCKDB_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTEM_METRIC_SAMPLES else t
+STORED_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTEM_METRIC_SAMPLES else t
                                               for t in TIDY_TABLES)
-"""What DuckDB stores per version: the tidy tables, with the samples as series."""
+"""What the lake stores per version: the tidy tables, with the samples as series."""
+
+STORED_TABLES: tuple[Table, ...] = (RAW_PAYLOADS,) + STORED_TIDY_TABLES + (REJECTED_PAYLOADS,)
+"""Every table with rows of its own in the lake (the others are views over them)."""
+
+VIEWS: tuple[Table, ...] = tuple(t for t in ALL_TABLES if t.is_view) + (LOADS,)
+"""Views in the lake, created after the tables they read."""
