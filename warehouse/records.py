@@ -1,6 +1,7 @@
 """The one shape in which bytes enter the warehouse, whether fetched over HTTP or read from a file."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -8,6 +9,8 @@ VERSION_DETAIL = "version_detail"
 JOB_LIST = "job_list"
 VERSION_LIST = "version_list"
 KINDS = (VERSION_DETAIL, JOB_LIST, VERSION_LIST)
+# what a ModelArts project id may hold: it becomes part of URLs and of stored keys
+PROJECT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def utc_now() -> datetime:

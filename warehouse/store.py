@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,7 @@ from filelock import FileLock, Timeout
 from warehouse import failpoints, lake, schema
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
 from warehouse.lake import LakeConfig, LakeError
-from warehouse.records import VERSION_DETAIL, RawRecord
+from warehouse.records import PROJECT_ID_PATTERN, RawRecord
 
 LOCK_FILE = ".writer.lock"
 DEFAULT_BATCH_RECORDS = 2000
@@ -44,7 +43,6 @@ DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # ~1,100 payloads of the benchmark corpus
 # DuckDB's buffer pool; the lake's data goes straight to Parquet files, so this bounds query memory only.
 DUCKDB_MEMORY_LIMIT = "256MB"
 DUCKDB_THREADS = 2
-PROJECT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class WarehouseError(Exception):
