@@ -116,12 +116,12 @@ def print_summary(warehouse: Path) -> None:
 
     con = connect(warehouse)
     try:
-        print(f"\nTables in {warehouse}/modelarts.duckdb (Parquet beside it, in parquet/):")
+        print(f"\nTables in the DuckLake at {warehouse}/ (catalog.sqlite, Parquet data files in data/):")
         for table in schema.ALL_TABLES:
             n = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0]
             print(f"  {table.name:<24}{n:>10,}")
         print_rejected(con)
-        print(f"\nExample query (duckdb {warehouse}/modelarts.duckdb, or warehouse.connect()):")
+        print(f"\nExample query (warehouse.connect({str(warehouse)!r}), or the DuckDB CLI: see the README):")
         print("\n".join("  " + line for line in EXAMPLE_SQL.splitlines()))
         print_rows(con.execute(EXAMPLE_SQL))
     finally:

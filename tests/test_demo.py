@@ -7,7 +7,7 @@ import sys
 import dagster as dg
 import duckdb
 
-from warehouse import schema
+from warehouse import connect, schema
 
 
 def test_demo_runs_the_dagster_job_against_the_simulator_and_prints_a_summary(tmp_path):
@@ -24,7 +24,7 @@ def test_demo_runs_the_dagster_job_against_the_simulator_and_prints_a_summary(tm
     assert "0 failed" in out and "asset checks:" in out
 
     # every table with the count that is really stored
-    con = duckdb.connect(str(tmp_path / "warehouse_data" / "modelarts.duckdb"), read_only=True)
+    con = connect(tmp_path / "warehouse_data")
     for table in schema.ALL_TABLES:
         stored = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0]
         assert re.search(rf"^  {table.name} +{stored:,}$", out, re.M), table.name

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import schema
+from warehouse import connect, schema
 from warehouse.docs import render_tables_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ def test_duckdb_tables_match_the_arrow_schemas(wh_dir):
     from conftest import land
 
     land(wh_dir, [(ROOT / "tests" / "data" / "seed_example.json").read_bytes()])
-    con = duckdb.connect(str(wh_dir / "modelarts.duckdb"), read_only=True)
+    con = connect(wh_dir)
     try:
         for table in schema.ALL_TABLES:
             described = con.execute(f"DESCRIBE {table.name}").fetchall()

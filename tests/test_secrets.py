@@ -30,7 +30,7 @@ from ledger import fault_fields
 from pipelines.modelarts.auth import AkSk, IamPassword, StaticToken
 from pipelines.modelarts.simulator import PAYLOAD_FAULTS, SimulatorServer, World
 from pipelines.modelarts.simulator.generator import SECRET_MARK
-from warehouse import schema
+from warehouse import connect, schema
 from warehouse.redact import MASK, is_secret_label, redact_command, redact_value
 
 PROJECT = "proj-a"  # one of the partitions tests/conftest.py pins for Dagster
@@ -94,7 +94,7 @@ def _values_text(rows) -> str:
 
 def tables_containing(root: Path, needles: list[str], skip: tuple[str, ...] = ()) -> list[str]:
     """'table: needle' for every DuckDB table (decoded: every value of every row) that contains a needle."""
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    con = connect(root)
     try:
         hits = []
         for table in schema.ALL_TABLES:
@@ -110,8 +110,9 @@ def tables_containing(root: Path, needles: list[str], skip: tuple[str, ...] = ()
 def parquet_containing(root: Path, needles: list[str], skip: tuple[str, ...] = ()) -> list[str]:
     """'file: needle' for every Parquet file whose decoded values contain a needle."""
     hits = []
-    for path in sorted((root / "parquet").rglob("*.parquet")):
-        if path.relative_to(root / "parquet").parts[0] in skip:
+    data = root / "data" / "main"  # the lake's data files, one folder per stored table
+    for path in sorted(data.rglob("*.parquet")):
+        if path.relative_to(data).parts[0] in skip:
             continue
         text = _values_text(pq.read_table(path).to_pylist())
         hits += [f"{path.relative_to(root)}: {n}" for n in needles if n in text]
@@ -119,7 +120,7 @@ def parquet_containing(root: Path, needles: list[str], skip: tuple[str, ...] = (
 
 
 def raw_payload_bodies(root: Path) -> bytes:
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    con = connect(root)
     try:
         return b"\n".join(body for (body,) in con.execute("SELECT payload FROM raw_payloads").fetchall())
     finally:
@@ -128,7 +129,7 @@ def raw_payload_bodies(root: Path) -> bytes:
 
 def everything_leaked(root: Path, credentials: list[str], planted: list[str]) -> list[str]:
     """Credentials anywhere (bytes of every file, decoded tables and Parquet, raw included), and
-    the jobs' secrets anywhere but raw_payloads (decoded; DuckDB's file holds raw_payloads too)."""
+    the jobs' secrets anywhere but raw_payloads (decoded)."""
     job_secrets = [SECRET_MARK, *planted]
     return (files_containing(root, credentials) + tables_containing(root, credentials)
             + parquet_containing(root, credentials)
@@ -192,7 +193,7 @@ def test_cli_syncs_with_every_kind_of_credentials_leak_nothing(tmp_path):
     assert everything_leaked(wh, credentials, planted) == []
     raw = raw_payload_bodies(wh)
     assert all(secret.encode() in raw for secret in planted)  # raw keeps the exact bytes, by design
-    con = duckdb.connect(str(wh / "modelarts.duckdb"), read_only=True)
+    con = connect(wh)
     try:  # and the tidy tables say where a secret was
         masked = con.execute("SELECT count(*) FROM parameters WHERE value = '***REDACTED***'").fetchall()[0][0]
         commands = con.execute("SELECT count(*) FROM job_versions WHERE user_command LIKE '%***REDACTED***%'"

@@ -24,7 +24,7 @@ def _version(seed_bytes, job_id, version_id, status=10, n_params=1, create_time=
 
 
 def snapshot(root) -> dict[str, list]:
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+    con = connect(root)
     try:
         return {t.name: sorted(con.execute(f"SELECT * EXCLUDE (load_id) FROM {t.name}" if t.name in
                                            ("raw_payloads", "rejected_payloads") else f"SELECT * FROM {t.name}"
@@ -34,29 +34,37 @@ def snapshot(root) -> dict[str, list]:
         con.close()
 
 
-def assert_parquet_matches_duckdb(root):
-    con = duckdb.connect(str(root / "modelarts.duckdb"), read_only=True)
+def assert_every_row_is_in_parquet(root):
+    """Data inlining is off: no table keeps rows in the catalog, and every data file the lake
+    lists is a Parquet file under the warehouse's data folder."""
+    con = connect(root)
     try:
-        for table in schema.ALL_TABLES:
-            glob = f"{root}/parquet/{table.name}/**/*.parquet"
-            pq = f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)"
-            for a, b in ((f"SELECT * FROM {table.name}", pq), (pq, f"SELECT * FROM {table.name}")):
-                diff = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchall()[0][0]
-                assert diff == 0, table.name
-            frame = pd.read_parquet(root / "parquet" / table.name)
-            assert len(frame) == con.execute(f"SELECT count(*) FROM {table.name}").fetchall()[0][0]
-            assert list(frame.columns) == [c.name for c in table.columns] or table.name in (
-                "raw_payloads", "rejected_payloads")
+        assert con.execute("SELECT count(*) FROM __ducklake_metadata_modelarts.ducklake_inlined_data_tables"
+                           ).fetchall() == [(0,)]
+        for table in schema.STORED_TABLES:
+            files = [f for (f,) in con.execute(f"SELECT data_file FROM ducklake_list_files('modelarts', '{table.name}')"
+                                               ).fetchall()]
+            assert all(f.startswith(str(root.absolute() / "data")) and f.endswith(".parquet") for f in files), files
+            if files:
+                listed = con.execute(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0]
+                deleted = con.execute(f"SELECT count(*) FROM ducklake_list_files('modelarts', '{table.name}') "
+                                      "WHERE delete_file IS NOT NULL").fetchall()[0][0]
+                stored = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchall()[0][0]
+                assert listed == stored or deleted, table.name
     finally:
         con.close()
 
 
-def test_parquet_and_duckdb_hold_the_same_rows(wh_dir, seed_bytes):
+def test_every_table_is_a_ducklake_table_with_its_rows_in_parquet(wh_dir, seed_bytes):
     bodies = [_version(seed_bytes, j, v) for j in range(3) for v in range(2)] + [b"not json"]
     land(wh_dir, bodies, project_id="123")  # digits only: must stay VARCHAR, not become BIGINT
     land(wh_dir, [_version(seed_bytes, 9, 9)], project_id="other-proj")
-    assert_parquet_matches_duckdb(wh_dir)
+    assert_every_row_is_in_parquet(wh_dir)
     assert rows(wh_dir, "SELECT DISTINCT typeof(project_id) FROM job_versions") == [("VARCHAR",)]
+    assert rows(wh_dir, "SELECT count(*) FROM job_versions") == [(7,)]
+    assert rows(wh_dir, "SELECT count(*) FROM rejected_payloads") == [(1,)]
+    shown = {name for (name,) in rows(wh_dir, "SHOW TABLES")}
+    assert shown == {t.name for t in schema.ALL_TABLES} | {"system_metric_series", "loads"}  # nothing internal
 
 
 def test_reloading_a_version_replaces_all_its_rows(wh_dir, seed_bytes):
@@ -70,7 +78,7 @@ def test_reloading_a_version_replaces_all_its_rows(wh_dir, seed_bytes):
         key = ", ".join(table.key)
         assert rows(wh_dir, f"SELECT count(*) FROM (SELECT {key} FROM {table.name} GROUP BY ALL HAVING count(*) > 1)"
                     ) == [(0,)], table.name
-    assert_parquet_matches_duckdb(wh_dir)
+    assert_every_row_is_in_parquet(wh_dir)
 
 
 def test_loading_the_same_payloads_twice_changes_nothing(wh_dir, seed_bytes):
@@ -80,6 +88,17 @@ def test_loading_the_same_payloads_twice_changes_nothing(wh_dir, seed_bytes):
     report = land(wh_dir, bodies)
     assert report.landed == 0 and report.duplicates == 5
     assert snapshot(wh_dir) == before
+    assert rows(wh_dir, "SELECT step FROM loads WHERE load_id = ?", [report.load_id]) == []  # not even a snapshot
+
+
+def test_a_fresh_version_costs_no_delete(wh_dir, seed_bytes):
+    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])
+    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3, 6)])
+    assert rows(wh_dir, "SELECT count(*) FROM ducklake_list_files('modelarts', 'job_versions') "
+                        "WHERE delete_file IS NOT NULL") == [(0,)]
+    land(wh_dir, [(_version(seed_bytes, 1, 4, status=8), "again")])
+    assert rows(wh_dir, "SELECT count(*) FROM ducklake_list_files('modelarts', 'job_versions') "
+                        "WHERE delete_file IS NOT NULL") == [(1,)]
 
 
 def test_last_copy_of_a_version_in_one_batch_wins(wh_dir, seed_bytes):
@@ -100,18 +119,18 @@ def test_jobs_summarise_their_latest_version(wh_dir, seed_bytes):
 
 def test_deriving_more_raw_than_duckdbs_memory_limit_streams_in_landing_order(tmp_path, seed_bytes):
     """The Dagster path lands a whole sync, then derives it: the bodies must be read a batch at a
-    time, not sorted in DuckDB's memory all at once (a 20,000-version sync ran out at 128 MB)."""
+    time, not sorted in DuckDB's memory all at once (a 20,000-version sync once ran out at 128 MB)."""
     bulk = "d" * 100_000  # an unknown field: in the raw body whole, in field_issues cut to 1,000 characters
-    loads = [[(_version(seed_bytes, 1, v, bulk=bulk), f"v{v}") for v in range(700)],  # 70 MB of JSON
+    loads = [[(_version(seed_bytes, 1, v, bulk=bulk), f"v{v}") for v in range(900)],  # 90 MB of JSON
              [(_version(seed_bytes, 1, 7, status=11, bulk=bulk), "v7-later")]]
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for root, derive in ((tmp_path / "later", False), (tmp_path / "direct", True)):
-        with Warehouse.open(root, memory_limit="64MB") as wh:
+        with Warehouse.open(root, memory_limit="80MB") as wh:  # reading and committing a batch at once fit
             for n, bodies in enumerate(loads):
                 wh.land([RawRecord(body=b, project_id="proj1", source=s, fetched_at=start + timedelta(days=n))
                          for b, s in bodies], derive=derive)
             if not derive:
-                assert wh.derive_pending().versions_loaded == 701
+                assert wh.derive_pending(batch_records=100).versions_loaded == 901
     later, direct = snapshot(tmp_path / "later"), snapshot(tmp_path / "direct")
     # raw rows landed without flattening cannot know a file payload's ids: the only difference
     assert {k: v for k, v in later.items() if k != "raw_payloads"} == {k: v for k, v in direct.items() if k != "raw_payloads"}
@@ -155,24 +174,19 @@ def test_writers_are_serialised(wh_dir, seed_bytes):
         t.join()
     assert errors == []
     assert rows(wh_dir, "SELECT count(*) FROM job_versions") == [(4,)]
-    assert_parquet_matches_duckdb(wh_dir)
 
 
-def test_readers_fall_back_to_parquet_while_a_writer_holds_the_file(wh_dir, seed_bytes):
+def test_readers_see_the_last_commit_while_a_writer_is_open(wh_dir, seed_bytes):
     land(wh_dir, [_version(seed_bytes, 1, 1)])
     with Warehouse.open(wh_dir) as wh:
         wh.land([RawRecord(body=_version(seed_bytes, 2, 1), project_id="proj1", source="x")], derive=False)
-        frame = load("job_versions", wh_dir)  # the writer holds the file: last export is read
-        assert frame["job_id"].tolist() == [1]
-        with connect(wh_dir) as con:
-            fallback_series = con.execute("SELECT * FROM system_metric_series ORDER BY ALL").fetchall()
+        assert load("job_versions", wh_dir)["job_id"].tolist() == [1]  # landed, not derived yet
+        assert len(load("raw_payloads", wh_dir)) == 2
         wh.derive_pending()
-    assert sorted(load("job_versions", wh_dir)["job_id"]) == [1, 2]
-    assert fallback_series == rows(wh_dir, "SELECT * FROM system_metric_series WHERE job_id = 1 ORDER BY ALL")
-    assert fallback_series
+        assert sorted(load("job_versions", wh_dir)["job_id"]) == [1, 2]  # the writer is still open
     con = connect(wh_dir)
     with pytest.raises(duckdb.Error):
-        con.execute("DELETE FROM jobs")
+        con.execute("DELETE FROM job_versions")
     con.close()
 
 
@@ -185,25 +199,15 @@ def test_load_filters_and_rejects_unknown_tables(wh_dir, seed_bytes):
         load("jobs", wh_dir / "missing")
 
 
-def test_unexported_changes_are_exported_by_the_next_writer(wh_dir, seed_bytes):
-    land(wh_dir, [_version(seed_bytes, 1, 1)])
-    with Warehouse.open(wh_dir) as wh:
-        wh.land([RawRecord(body=_version(seed_bytes, 2, 1), project_id="proj1", source="x")], derive=False)
-        wh.derive_pending(export=False)  # the part files are written; `jobs` is left to export
-        assert wh.con.execute("SELECT DISTINCT table_name FROM _dirty").fetchall() == [("jobs",)]
-    with Warehouse.open(wh_dir):
-        pass
-    assert_parquet_matches_duckdb(wh_dir)
-
-
 def test_landed_but_underived_payloads_are_derived_later(wh_dir, seed_bytes):
     with Warehouse.open(wh_dir) as wh:
         report = wh.land([RawRecord(body=_version(seed_bytes, 1, 1), project_id="proj1", source="x")], derive=False)
         assert report.landed == 1 and report.versions_loaded == 0
         assert wh.con.execute("SELECT count(*) FROM job_versions").fetchall() == [(0,)]
-        assert wh.derive_pending("proj1").versions_loaded == 1
-        assert wh.derive_pending("proj1").versions_loaded == 0
-    assert_parquet_matches_duckdb(wh_dir)
+        assert wh.derive_pending().versions_loaded == 1
+        assert wh.derive_pending().versions_loaded == 0
+    land(wh_dir, [(_version(seed_bytes, 1, 2), "y")])
+    assert rows(wh_dir, "SELECT count(*) FROM job_versions") == [(2,)]
 
 
 def test_rebuild_reproduces_the_tables_exactly(wh_dir, seed_bytes):
@@ -212,9 +216,10 @@ def test_rebuild_reproduces_the_tables_exactly(wh_dir, seed_bytes):
     before = snapshot(wh_dir)
     with Warehouse.open(wh_dir) as wh:
         wh.con.execute("DELETE FROM parameters")  # as if a parser bug had lost them
-        wh.rebuild()
+        snapshots = wh.snapshot_id()
+        wh.rebuild(batch_records=1)  # a version in two batches of one transaction
+        assert wh.snapshot_id() == snapshots + 1  # one snapshot
     assert snapshot(wh_dir) == before
-    assert_parquet_matches_duckdb(wh_dir)
 
 
 def test_deferred_landing_waits_for_its_own_derive_step(wh_dir, seed_bytes):
@@ -222,26 +227,26 @@ def test_deferred_landing_waits_for_its_own_derive_step(wh_dir, seed_bytes):
         wh.land([RawRecord(body=_version(seed_bytes, 1, 1), project_id="proj1", source="x")], derive=False)
     with Warehouse.open(wh_dir) as wh:  # another writer opening does not derive it behind the step's back
         assert wh.con.execute("SELECT count(*) FROM job_versions").fetchall() == [(0,)]
-        assert wh.derive_pending("proj1").versions_loaded == 1
+        assert wh.derive_pending().versions_loaded == 1
 
 
-def test_a_new_warehouse_has_a_readable_file_for_every_table(wh_dir):
+def test_a_new_warehouse_has_every_table(wh_dir):
     with Warehouse.open(wh_dir):
         pass
     for table in schema.ALL_TABLES:
-        assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh_dir}/parquet/{table.name}/**/*.parquet', "
-                          "hive_partitioning=true)").fetchall() == [(0,)]
-        assert len(pd.read_parquet(wh_dir / "parquet" / table.name)) == 0
+        assert len(load(table.name, wh_dir)) == 0
+        assert list(load(table.name, wh_dir).columns) == table.column_names
 
 
-def test_raw_bodies_are_landed_once_as_parquet_files_that_duckdb_reads(wh_dir, seed_bytes):
+def test_raw_bodies_are_stored_once(wh_dir, seed_bytes):
     land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])
-    files = sorted((wh_dir / "parquet" / "raw_payloads" / "proj1").glob("raw-*.parquet"))
+    files = [f for (f,) in rows(wh_dir, "SELECT data_file FROM ducklake_list_files('modelarts', 'raw_payloads')")]
     assert len(files) == 1
     landed = sorted(pd.read_parquet(files[0])["payload"])
     assert rows(wh_dir, "SELECT payload FROM raw_payloads ORDER BY payload") == [(b,) for b in landed]
-    assert rows(wh_dir, "SELECT table_type FROM information_schema.tables WHERE table_name = 'raw_payloads'"
-                ) == [("VIEW",)]  # the DuckDB file holds the keys, not a second copy of the bodies
+    data = sorted(str(p) for p in (wh_dir / "data").rglob("*.parquet"))
+    assert sum(p.endswith(".parquet") and "raw_payloads" in p for p in data) == 1  # no second copy anywhere
+    assert not (wh_dir / "parquet").exists()
 
 
 def test_a_moved_warehouse_still_reads_its_raw_payloads(tmp_path, seed_bytes):
@@ -249,36 +254,10 @@ def test_a_moved_warehouse_still_reads_its_raw_payloads(tmp_path, seed_bytes):
     (tmp_path / "a").rename(tmp_path / "b")
     with connect(tmp_path / "b") as con:  # read-only: follows the folder without writing
         assert con.execute("SELECT count(*) FROM raw_payloads").fetchall() == [(1,)]
-    land(tmp_path / "b", [_version(seed_bytes, 1, 2)])  # a writer points the stored view at the new place
+        assert con.execute("SELECT count(*) FROM parameters").fetchall() == [(1,)]
+    land(tmp_path / "b", [_version(seed_bytes, 1, 2)])
     assert rows(tmp_path / "b", "SELECT count(*) FROM raw_payloads") == [(2,)]
-
-
-def _make_old_format(root):
-    """Turn a warehouse into the layout of earlier releases: bodies and samples as DuckDB tables."""
-    con = duckdb.connect(str(root / "modelarts.duckdb"))
-    con.execute("CREATE TABLE old_raw AS SELECT * FROM raw_payloads")
-    con.execute("CREATE TABLE old_samples AS SELECT * FROM system_metric_samples")
-    con.execute("DROP VIEW raw_payloads")
-    con.execute("DROP VIEW system_metric_samples")
-    con.execute("DROP TABLE system_metric_series")
-    con.execute("ALTER TABLE old_raw RENAME TO raw_payloads")
-    con.execute("ALTER TABLE old_samples RENAME TO system_metric_samples")
-    con.execute("DROP TABLE _raw_keys")
-    con.close()
-    for f in (root / "parquet" / "raw_payloads").rglob("raw-*.parquet"):
-        f.rename(f.with_name(f.name.replace("raw-", "load-")))  # as the old export named them
-
-
-def test_a_warehouse_of_the_earlier_layout_is_migrated_on_open(wh_dir, seed_bytes):
-    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)] + [b"not json"])
-    before = snapshot(wh_dir)
-    _make_old_format(wh_dir)
-    with Warehouse.open(wh_dir):
-        pass
-    assert snapshot(wh_dir) == before
-    assert_parquet_matches_duckdb(wh_dir)
-    land(wh_dir, [_version(seed_bytes, 1, v) for v in range(3)])  # already stored: nothing new
-    assert snapshot(wh_dir) == before
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_folder_name_with_pattern_characters_reads_only_its_own_files(tmp_path, seed_bytes):
@@ -289,49 +268,7 @@ def test_a_folder_name_with_pattern_characters_reads_only_its_own_files(tmp_path
         assert con.execute("SELECT count(*) FROM raw_payloads").fetchall() == [(1,)]
 
 
-def test_a_folder_name_duckdb_cannot_use_is_a_clear_error(tmp_path):
-    with pytest.raises(WarehouseError, match="contains '\\?'"):
-        Warehouse.open(tmp_path / "wh?x").__enter__()
-
-
-def _raw_rows(root):
-    return rows(root, "SELECT * FROM raw_payloads ORDER BY payload_sha256")
-
-
-def _raw_files(root):
-    return sorted(p.name for p in (root / "parquet" / "raw_payloads" / "proj1").glob("raw-*.parquet"))
-
-
-def test_many_small_raw_files_are_merged_without_changing_a_row(wh_dir, seed_bytes, monkeypatch):
-    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 1000)
-    for v in range(5):  # one load each, as hourly syncs: one small landing file each
-        land(wh_dir, [_version(seed_bytes, 1, v)])
-    before = _raw_rows(wh_dir)
-    assert len(_raw_files(wh_dir)) == 5
-    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 3)
-    with Warehouse.open(wh_dir) as wh:
-        assert wh.compact_raw_files() == 5
-    assert len(_raw_files(wh_dir)) == 1
-    assert _raw_rows(wh_dir) == before
-    for v in range(5):
-        land(wh_dir, [_version(seed_bytes, 1, v)])  # still known as stored: nothing lands again
-    assert _raw_rows(wh_dir) == before
-
-
-def test_a_merge_killed_after_its_commit_is_finished_by_the_next_writer(wh_dir, seed_bytes, monkeypatch):
-    import subprocess
-    import sys
-
-    monkeypatch.setattr("warehouse.store.RAW_COMPACT_FILES", 1000)
-    for v in range(4):
-        land(wh_dir, [_version(seed_bytes, 1, v)])
-    before = _raw_rows(wh_dir)
-    code = ("import sys, warehouse.store as s; s.RAW_COMPACT_FILES = 2; "
-            "w = s.Warehouse.open(sys.argv[1]); w.__enter__(); w.compact_raw_files()")
-    crashed = subprocess.run([sys.executable, "-c", code, str(wh_dir)], capture_output=True, text=True,
-                             env={**os.environ, "MODELARTS_FAILPOINT": "raw_merge_committed"}, timeout=60)
-    assert crashed.returncode == -9, crashed.stderr
-    with Warehouse.open(wh_dir):
-        pass  # publishes the merged file, then deletes the files it replaced
-    assert _raw_files(wh_dir) == [n for n in _raw_files(wh_dir) if n.startswith("raw-merged-")]
-    assert _raw_rows(wh_dir) == before
+def test_a_folder_name_with_odd_characters_works(tmp_path, seed_bytes):
+    for name in ("wh?x", "it's here", "wh%20"):
+        land(tmp_path / name, [_version(seed_bytes, 1, 1)])
+        assert rows(tmp_path / name, "SELECT count(*) FROM job_versions") == [(1,)]

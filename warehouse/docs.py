@@ -14,12 +14,14 @@ def render_tables_markdown() -> str:
         "Generated from `warehouse/schema.py` by `python -m warehouse.docs > docs/tables.md`; "
         "a test fails when this file is out of date.",
         "",
-        "Every table is in DuckDB (`<warehouse>/modelarts.duckdb`) and in Parquet "
-        "(`<warehouse>/parquet/<table>/<project_id>/*.parquet`).",
+        "Every table is a DuckLake table or view (attach the warehouse as `modelarts`: see the README); "
+        "the data are Parquet files under `<warehouse>/data/`, which are not the table on their own "
+        "(deletes live in their own files): use `modelarts-etl export --parquet DIR` for plain Parquet.",
         "",
     ]
-    for table in schema.ALL_TABLES:
-        lines += [f"## `{table.name}`", "", table.doc, "", f"Key: `({', '.join(table.key)})`", "",
+    for table in schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS):
+        kind = "View" if table.is_view else "Table"
+        lines += [f"## `{table.name}`", "", table.doc, "", f"{kind}. Key: `({', '.join(table.key)})`", "",
                   "| column | type | meaning |", "|---|---|---|"]
         lines += [f"| `{c.name}` | {c.duckdb_type} | {c.doc} |" for c in table.columns]
         lines.append("")
