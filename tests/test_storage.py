@@ -5,6 +5,7 @@ import json
 import os
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -272,3 +273,22 @@ def test_a_folder_name_with_odd_characters_works(tmp_path, seed_bytes):
     for name in ("wh?x", "it's here", "wh%20"):
         land(tmp_path / name, [_version(seed_bytes, 1, 1)])
         assert rows(tmp_path / name, "SELECT count(*) FROM job_versions") == [(1,)]
+
+
+def test_the_readmes_two_duckdb_cli_lines_attach_the_warehouse(tmp_path, seed_bytes, monkeypatch):
+    from warehouse import lake
+
+    land(tmp_path / "warehouse_data", [_version(seed_bytes, 1, 1), _version(seed_bytes, 1, 2)])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**From the DuckDB CLI**", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert len(lines) == 2
+    monkeypatch.chdir(tmp_path)
+    # a DuckDB like the CLI: nothing loaded by hand, extensions autoloaded from the folder the package links
+    con = duckdb.connect(config={"extension_directory": str(lake.extension_directory()),
+                                 "autoinstall_known_extensions": False})
+    for line in lines:
+        con.execute(line)
+    assert con.execute("SELECT count(*) FROM job_versions").fetchall() == [(2,)]
+    assert con.execute("SELECT count(*) FROM jobs").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM loads WHERE step = 'derive'").fetchall() == [(1,)]

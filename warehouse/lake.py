@@ -230,7 +230,8 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
     try:
         for sql in statements:
             con.execute(sql)
-        con.execute(f"CALL {alias}.set_option('data_inlining_row_limit', 0)")
+        con.execute(f"CALL {alias}.set_option('data_inlining_row_limit', 0)")  # every row in Parquet
+        con.execute(f"CALL {alias}.set_option('parquet_compression', 'zstd')")  # a third smaller than snappy, as fast
         con.execute(f"CALL {alias}.set_commit_message('modelarts-etl', 'create tables', "
                     "extra_info => '{\"step\": \"schema\"}')")
         con.execute("COMMIT")
