@@ -23,7 +23,7 @@ from make_corpus import DEFAULT_PAYLOADS, DEFAULT_SEED, PROJECT_ID, make_corpus
 
 PEERS = ("dlt-parquet", "dlt-duckdb", "pandas", "duckdb-sql")
 LABELS = {
-    "ours": "modelarts-etl ingest (DuckDB + Parquet)",
+    "ours": "modelarts-etl ingest (DuckLake)",
     "dlt-parquet": "dlt -> filesystem Parquet",
     "dlt-duckdb": "dlt -> DuckDB (default loader)",
     "pandas": "pandas json_normalize -> Parquet",

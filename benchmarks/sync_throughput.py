@@ -45,7 +45,7 @@ def start_simulator(args) -> tuple[subprocess.Popen, str, str]:
 
 
 def timed_sync(root: Path, url: str, project_id: str, args):
-    """The sync's own elapsed time: listing, fetching, landing, deriving and the Parquet export.
+    """The sync's own elapsed time: listing, fetching, landing and deriving.
 
     Opening the warehouse (lock, DDL) is setup, not sync, and is left out.
     """

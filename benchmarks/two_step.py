@@ -32,7 +32,7 @@ def derive(warehouse: Path) -> None:
     from warehouse.store import Warehouse
 
     with Warehouse.open(warehouse) as wh:
-        report = wh.derive_pending(PROJECT_ID)
+        report = wh.derive_pending()
     print(f"derived {report.versions_loaded:,} versions")
 
 
