@@ -106,7 +106,8 @@ class Warehouse:
         self._settings = {"memory_limit": memory_limit, "threads": threads}
         self.config: LakeConfig | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
-        self._raw_keys: dict[str, set[bytes]] = {}  # per project: digests of stored (source, sha256)
+        self._reader: duckdb.DuckDBPyConnection | None = None  # the reading thread's own connection
+        self._raw_keys: dict[str, set[str]] = {}  # per project: digests of stored (source, sha256)
         self._versions: dict[str, set[tuple[int, int]]] = {}  # per project: stored (job_id, version_id)
 
     @classmethod
@@ -135,6 +136,7 @@ class Warehouse:
             lake.attach(self.con, self.config)
             self.con.execute(f"USE {lake.ALIAS}")
             lake.create_tables(self.con)
+            self._reader = self.con.cursor()
             from warehouse.migrate import migrate_legacy_layout
 
             migrate_legacy_layout(self)
@@ -150,6 +152,9 @@ class Warehouse:
         self.close()
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.con is not None:
             self.con.close()
             self.con = None
@@ -260,29 +265,30 @@ class Warehouse:
         keys.add(digest)
         return True
 
-    def _stored_raw_keys(self, project_id: str) -> set[bytes]:
+    def _stored_raw_keys(self, project_id: str) -> set[str]:
+        """Digests of the project's stored raw keys, computed by DuckDB: 200,000 keys as Python
+        tuples would cost more memory than the set itself."""
         keys = self._raw_keys.get(project_id)
         if keys is None:
-            rows = self.con.cursor().execute(
-                f"SELECT source, payload_sha256 FROM {lake.ALIAS}.raw_payloads WHERE project_id = ?",
-                [project_id]).fetchall()
-            keys = self._raw_keys[project_id] = {_raw_digest(s, h) for s, h in rows}
+            digests = self._reader.execute(
+                f"SELECT left(sha256(CAST(length(source) AS VARCHAR) || ':' || source || payload_sha256), 32) "
+                f"AS d FROM {lake.ALIAS}.raw_payloads WHERE project_id = ?", [project_id]).to_arrow_table()
+            keys = self._raw_keys[project_id] = set(digests.column("d").to_pylist())
         return keys
 
     def _stored_batches(self, after: int, batch_records: int, batch_bytes: int) -> Iterator[_Batch]:
         """Raw bodies past rowid `after`, flattened a batch at a time. The batches are cut from the
         keys alone; only one batch of bodies is read at a time, so memory does not grow with the lake."""
-        cursor = self.con.cursor()
-        cursor.execute(f"USE {lake.ALIAS}")
-        listed = cursor.execute("SELECT rowid, byte_size FROM raw_payloads WHERE rowid > ? ORDER BY rowid",
-                                [after]).fetch_arrow_table()
+        cursor = self._reader
+        listed = cursor.execute(f"SELECT rowid, byte_size FROM {lake.ALIAS}.raw_payloads WHERE rowid > ? ORDER BY rowid",
+                                [after]).to_arrow_table()
         rowids = listed.column("rowid").to_numpy()
         sizes = listed.column("byte_size").to_numpy()
         cols = ", ".join(f'"{c}"' for c in schema.RAW_PAYLOADS.column_names)
         for start, stop in _cuts(sizes, batch_records, batch_bytes):
             first, last = int(rowids[start]), int(rowids[stop - 1])
-            raw = cursor.execute(f"SELECT {cols} FROM raw_payloads WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-                                 [first, last]).fetch_arrow_table()
+            raw = cursor.execute(f"SELECT {cols} FROM {lake.ALIAS}.raw_payloads WHERE rowid BETWEEN ? AND ? "
+                                 "ORDER BY rowid", [first, last]).to_arrow_table()
             records = _records_from_raw(raw)
             flat = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
             flat.rejected = _rejected_with_load_ids(flat.rejected, raw)
@@ -372,8 +378,9 @@ class Warehouse:
                          [f"{step} {info['load_id'] or ''}".strip(), json.dumps(info)])
 
 
-def _raw_digest(source: str, sha: str) -> bytes:
-    return sha256_hex(f"{source}\0{sha}".encode())[:32].encode()
+def _raw_digest(source: str, sha: str) -> str:
+    """A raw key (within a project) as 128 bits; the length prefix keeps (source, sha) unambiguous."""
+    return sha256_hex(f"{len(source)}:{source}{sha}".encode())[:32]
 
 
 def _with_payload_ids(raw: pa.Table, raw_keys: pa.Table) -> pa.Table:
