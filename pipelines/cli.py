@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import time
+from datetime import timezone
+from pathlib import Path
 
 import click
 
 from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 from warehouse.files import iter_file_records
+from warehouse.lake import LakeConfig, LakeError
 from warehouse.reader import warehouse_dir
-from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, validate_project_id
+from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, WarehouseError, validate_project_id
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +47,116 @@ def rebuild(warehouse: str | None, keep_secrets: bool) -> None:
         with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
             report = wh.rebuild()
     _print_report(report, time.perf_counter() - started)
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Show the newest N snapshots.")
+def snapshots(warehouse: str | None, limit: int) -> None:
+    """The load ledger: one line per snapshot (newest last). Read any table as of one with
+    `connect(warehouse, snapshot=ID)`, or in SQL: SELECT * FROM job_versions AT (VERSION => ID)."""
+    with user_errors():
+        from warehouse.reader import connect
+
+        con = connect(warehouse_dir(warehouse))
+        try:
+            ledger = con.execute("SELECT * FROM (SELECT * FROM loads ORDER BY snapshot_id DESC LIMIT ?) "
+                                 "ORDER BY snapshot_id", [limit]).fetchall()
+        finally:
+            con.close()
+    click.echo(format_ledger(ledger))
+
+
+LEDGER_COLUMNS = ("snapshot", "time (UTC)", "step", "load_id", "source", "projects", "landed", "versions",
+                  "rejected", "issues", "raw_through")
+
+
+def format_ledger(ledger: list[tuple]) -> str:
+    """The `loads` rows as an aligned text table; numbers right-aligned, empty for NULL."""
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        if hasattr(value, "astimezone"):
+            return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return str(value)
+
+    cells = [LEDGER_COLUMNS] + [tuple(cell(v) for v in row) for row in ledger]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(LEDGER_COLUMNS))]
+    numeric = {0, 6, 7, 8, 9, 10}
+    return "\n".join("  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in
+                               enumerate(zip(r, widths))).rstrip() for r in cells)
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--retention", default="7d", show_default=True,
+              help="Keep snapshots (time travel) this long: a number and s, m, h, d or w, e.g. 12h, 30d; "
+                   "0 keeps only the latest. Orphaned files older than this are deleted too.")
+def maintain(warehouse: str | None, retention: str) -> None:
+    """Merge small data files, expire snapshots older than --retention and delete the files nothing
+    needs any more. Takes the writer lock; readers are never blocked. The snapshot the writer
+    resumes from (the newest with raw_through) is always kept."""
+    from warehouse.maintenance import maintain as run_maintenance, parse_retention
+
+    started = time.perf_counter()
+    with user_errors():
+        keep = parse_retention(retention)
+        root = _existing_warehouse(warehouse)
+        with Warehouse.open(root, source="maintain") as wh:
+            report = run_maintenance(wh, retention=keep)
+    click.echo(f"{report.summary()}, in {time.perf_counter() - started:.1f} s")
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--parquet", "parquet_dir", type=click.Path(), help="Folder (a link, swapped atomically) for one "
+              "Parquet folder per table, e.g. pandas.read_parquet('DIR/job_versions').")
+@click.option("--duckdb", "duckdb_file", type=click.Path(), help="A standalone DuckDB file, replaced atomically.")
+@click.option("--snapshot", default=None, help="Snapshot id to export (see `snapshots`); default the latest.")
+def export(warehouse: str | None, parquet_dir: str | None, duckdb_file: str | None, snapshot: str | None) -> None:
+    """Copy every table, as of one snapshot, to plain Parquet and/or a DuckDB file, for tools
+    that do not read DuckLake."""
+    from warehouse.export import export_duckdb, export_parquet
+
+    started = time.perf_counter()
+    with user_errors():
+        if not parquet_dir and not duckdb_file:
+            raise WarehouseError("nothing to export to: pass --parquet DIR and/or --duckdb FILE")
+        snapshot = _snapshot_id(snapshot)
+        root = _existing_warehouse(warehouse)
+        reports = []
+        if parquet_dir:
+            reports.append(export_parquet(root, parquet_dir, snapshot=snapshot))
+            snapshot = reports[-1].snapshot_id  # both exports show the same snapshot
+        if duckdb_file:
+            reports.append(export_duckdb(root, duckdb_file, snapshot=snapshot))
+    for report in reports:
+        click.echo(f"exported snapshot {report.snapshot_id} to {report.path}: "
+                   f"{report.tables.get('job_versions', 0)} versions, {sum(report.tables.values())} rows in "
+                   f"{len(report.tables)} tables")
+    click.echo(f"in {time.perf_counter() - started:.1f} s")
+
+
+def _snapshot_id(text: str | None) -> int | None:
+    """Parsed here, not by click, so a typo is one line like every other mistake."""
+    if text is None:
+        return None
+    if not text.strip().isdigit():
+        raise WarehouseError(f"--snapshot {text!r} is not a snapshot id: use a number from `modelarts-etl snapshots`")
+    return int(text)
+
+
+def _existing_warehouse(warehouse: str | None) -> Path:
+    """The warehouse folder, refusing one with no lake (opening a writer would create one)."""
+    root = warehouse_dir(warehouse)
+    try:
+        exists = LakeConfig.for_folder(root).exists()
+    except LakeError as exc:
+        raise WarehouseError(str(exc)) from None
+    if not exists:
+        raise WarehouseError(f"no warehouse at {root.absolute()}: run `modelarts-etl ingest` or `sync` first, "
+                             "or pass --warehouse")
+    return root
 
 
 def _print_report(report: LoadReport, elapsed: float) -> None:
