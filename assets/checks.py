@@ -4,6 +4,9 @@ Checks are not partitioned: in a partitioned run they check that run's project, 
 alone from the UI they check every project. Structural rules (keys, orphans, ranges,
 columns) fail as ERROR: the warehouse is wrong. New rejections and unknown fields are
 WARN: the warehouse did its job, the source changed, and somebody should look.
+
+Checks only read the lake (no lock, no pool): they never make a sync wait, and a
+sync committing meanwhile never fails them; each check sees one whole snapshot.
 """
 
 from collections.abc import Iterable, Iterator
@@ -14,7 +17,7 @@ from assets import quality
 from assets.errors import user_errors
 from assets.loads import latest_load_ids
 from assets.tables import TABLE_NAMES
-from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
+from pipelines.resources import WarehouseResource
 
 ALL_TABLES = ("raw_payloads",) + TABLE_NAMES
 WARN = dg.AssetCheckSeverity.WARN
@@ -48,7 +51,6 @@ def _specs(name: str, tables: Iterable[str], description: str) -> list[dg.AssetC
 
 @dg.multi_asset_check(
     specs=_specs("unique_key", ALL_TABLES, "No key value is stored twice (key: see the table's `key` metadata)."),
-    pool=WAREHOUSE_POOL,
 )
 def unique_keys(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
     project = _project(context)
@@ -61,7 +63,6 @@ def unique_keys(context: dg.AssetCheckExecutionContext, warehouse: WarehouseReso
 @dg.multi_asset_check(
     specs=_specs("has_version", quality.CHILD_TABLES + ("jobs",),
                  "Every row belongs to a version stored in job_versions (every job has a version)."),
-    pool=WAREHOUSE_POOL,
 )
 def rows_have_versions(context: dg.AssetCheckExecutionContext,
                        warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
@@ -72,7 +73,7 @@ def rows_have_versions(context: dg.AssetCheckExecutionContext,
                           what="rows without their version", scope=_scope_label(project))
 
 
-@dg.asset_check(asset="class_metrics", pool=WAREHOUSE_POOL,
+@dg.asset_check(asset="class_metrics",
                 description="recall, precision and accuracy are within [0, 1].")
 def class_metrics_in_unit_interval(context: dg.AssetCheckExecutionContext,
                                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -82,14 +83,14 @@ def class_metrics_in_unit_interval(context: dg.AssetCheckExecutionContext,
                        scope=_scope_label(project))
 
 
-@dg.asset_check(asset="system_metric_samples", pool=WAREHOUSE_POOL, description="No metric sample is negative.")
+@dg.asset_check(asset="system_metric_samples", description="No metric sample is negative.")
 def no_negative_samples(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     project = _project(context)
     with user_errors(), warehouse.reader() as con:
         return _result(quality.negative_samples(con, project), what="negative samples", scope=_scope_label(project))
 
 
-@dg.asset_check(asset="rejected_payloads", pool=WAREHOUSE_POOL,
+@dg.asset_check(asset="rejected_payloads",
                 description="WARN when the latest sync landed payloads that could not become versions.")
 def no_new_rejections(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     project = _project(context)
@@ -99,7 +100,7 @@ def no_new_rejections(context: dg.AssetCheckExecutionContext, warehouse: Warehou
                        scope=f"latest sync of {_scope_label(project)}")
 
 
-@dg.asset_check(asset="field_issues", pool=WAREHOUSE_POOL,
+@dg.asset_check(asset="field_issues",
                 description="WARN when the latest sync brought fields the contract does not know (unknown_field).")
 def no_new_unknown_fields(context: dg.AssetCheckExecutionContext,
                           warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -111,8 +112,8 @@ def no_new_unknown_fields(context: dg.AssetCheckExecutionContext,
 
 
 @dg.multi_asset_check(
-    specs=_specs("columns_match_contract", ALL_TABLES, "The stored DuckDB table has exactly the columns of schema.py."),
-    pool=WAREHOUSE_POOL,
+    specs=_specs("columns_match_contract", ALL_TABLES,
+                 "The lake's table (or view) has exactly the columns and types of schema.py."),
 )
 def columns_match_contract(context: dg.AssetCheckExecutionContext,
                            warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:

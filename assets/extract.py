@@ -11,7 +11,7 @@ import dagster as dg
 
 from assets.errors import user_errors
 from assets.loads import LOAD_IDS, error_answers
-from assets.metadata import definition_metadata, table_metadata
+from assets.metadata import SNAPSHOT_ID, definition_metadata, table_metadata
 from pipelines.modelarts.sync import ProjectReport
 from pipelines.partitions import project_partitions
 from pipelines.resources import WAREHOUSE_POOL, ModelArtsResource, WarehouseResource
@@ -43,23 +43,26 @@ class RawLanding:
     partitions_def=project_partitions,
     pool=WAREHOUSE_POOL,
     group_name="extract",
-    kinds={"python", "duckdb"},
+    kinds={"python", "duckdb", "parquet"},
     description=schema.RAW_PAYLOADS.doc,
     metadata=definition_metadata("raw_payloads"),
 )
 def raw_payloads(context: dg.AssetExecutionContext, modelarts: ModelArtsResource,
                  warehouse: WarehouseResource) -> dg.MaterializeResult:
     project_id = context.partition_key
-    with user_errors(), warehouse.writer() as wh:
-        landing = RawLanding(wh)
-        report = modelarts.sync(landing, [project_id]).projects[0]
+    with user_errors():
+        with warehouse.writer() as wh:
+            landing = RawLanding(wh)
+            report = modelarts.sync(landing, [project_id]).projects[0]
+            snapshot = wh.snapshot_id()
         for warning in report.warnings[:20]:
             context.log.warning(warning)
         if report.error:
             raise dg.Failure(description=f"project {project_id}: {report.error}", metadata=sync_metadata(report))
         context.log.info(report.line())
-        metadata = {**table_metadata(wh.con, "raw_payloads", project_id), **sync_metadata(report),
-                    "rejected_by_api": error_answers(wh.con, landing.load_ids), LOAD_IDS: landing.load_ids}
+        with warehouse.reader(snapshot=snapshot) as con:  # the lock is released: other partitions can land
+            metadata = {**table_metadata(con, "raw_payloads", project_id, snapshot), **sync_metadata(report),
+                        "rejected_by_api": error_answers(con, landing.load_ids), LOAD_IDS: landing.load_ids}
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -1,7 +1,8 @@
 """What a materialization tells the Dagster UI about a table: row count, column schema, preview.
 
-Built from schema.py (the contract, with each column's doc) and the live DuckDB
-table, so the UI shows what is stored, not what an asset body believed it wrote.
+Built from schema.py (the contract, with each column's doc) and the lake as of the
+snapshot the step committed, so the UI shows what is stored, not what an asset body
+believed it wrote.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from warehouse import schema
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = 8  # job_versions has 50 columns; a preview is a glance, not a dump
 PREVIEW_CELL_CHARS = 40
+SNAPSHOT_ID = "snapshot_id"  # metadata entry: the lake snapshot a materialization describes
 
 
 def column_schema(table_name: str) -> dg.TableSchema:
@@ -41,6 +43,8 @@ def definition_metadata(table_name: str) -> dict[str, Any]:
         "dagster/column_schema": column_schema(table_name),
         "dagster/table_name": f"modelarts.main.{table_name}",
         "key": ", ".join(table.key),
+        # jobs and system_metric_samples are views: say so, or a reader looks for their files
+        "stored_as": "view" if table.is_view else "table",
     }
 
 
@@ -72,10 +76,18 @@ def _cell(value: Any) -> str:
     return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
 
 
-def table_metadata(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str) -> dict[str, Any]:
-    """Everything one table's materialization reports, for the partition's project."""
-    return {
+def table_metadata(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str,
+                   snapshot_id: int | None = None) -> dict[str, Any]:
+    """Everything one table's materialization reports, for the partition's project.
+
+    `snapshot_id` names the lake snapshot the numbers are from, so a row count in the
+    UI can be reproduced with `connect(folder, snapshot=...)` (and found in `loads`).
+    """
+    metadata = {
         "dagster/row_count": project_row_count(con, table_name, project_id),
         "dagster/column_schema": column_schema(table_name),
         "preview": dg.MetadataValue.md(preview_markdown(con, table_name, project_id)),
     }
+    if snapshot_id is not None:
+        metadata[SNAPSHOT_ID] = snapshot_id
+    return metadata

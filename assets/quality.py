@@ -1,4 +1,4 @@
-"""The data-quality rules of the warehouse, as plain SQL over a DuckDB connection.
+"""The data-quality rules of the warehouse, as plain SQL over a read-only lake connection.
 
 No Dagster here: `checks.py` wraps these in asset checks, and anything else (a CLI
 command, a notebook) can run the same rules. Every rule takes an optional project
@@ -17,10 +17,10 @@ from warehouse import schema
 SAMPLE_ROWS = 5
 CHILD_TABLES = ("parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes", "field_issues")
 UNIT_INTERVAL_COLUMNS = ("recall", "precision", "accuracy")
-# DuckDB serves system_metric_samples as a view that unnests system_metric_series (a row per metric
-# array), where each sample_index is unique within its array by construction: its key and its
-# versions are checked on the series, a fiftieth of the rows. Over the samples, at 200,000 versions,
-# the key check alone took 23 s and 9 GB of RAM.
+# The lake serves system_metric_samples as a view that unnests the stored system_metric_series (a
+# row per metric array), where each sample_index is unique within its array by construction: its
+# key and its versions are checked on the series, a fiftieth of the rows. Over the samples, at
+# 200,000 versions, the key check alone took 23 s and 9 GB of RAM.
 CHECKED_AS = {schema.SYSTEM_METRIC_SAMPLES.name: schema.SYSTEM_METRIC_SERIES}
 
 
@@ -87,10 +87,16 @@ def class_metrics_out_of_range(con: duckdb.DuckDBPyConnection, project_id: str |
 
 
 def negative_samples(con: duckdb.DuckDBPyConnection, project_id: str | None = None) -> Finding:
-    """Usage and rates cannot be negative; a negative sample means a sign or unit slip upstream."""
+    """Usage and rates cannot be negative; a negative sample means a sign or unit slip upstream.
+
+    Only the series holding a negative value are unnested (the same rows the
+    system_metric_samples view would give), so a clean lake costs one scan of the series.
+    """
     where, params = _scope(project_id)
-    return _finding(con, "SELECT project_id, job_id, version_id, metric, sample_index, value "
-                         f"FROM system_metric_samples WHERE {where} AND value < 0", params)
+    series = schema.SYSTEM_METRIC_SERIES.name
+    return _finding(con, "SELECT * FROM (SELECT project_id, job_id, version_id, metric, "
+                         "CAST(unnest(range(len(samples))) AS INTEGER) AS sample_index, unnest(samples) AS value "
+                         f'FROM "{series}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0', params)
 
 
 def new_rejections(con: duckdb.DuckDBPyConnection, load_ids: Sequence[str]) -> Finding:
@@ -124,16 +130,18 @@ def _counts(con: duckdb.DuckDBPyConnection, sql: str, load_ids: Sequence[str]) -
 
 
 def schema_drift(con: duckdb.DuckDBPyConnection, table_name: str) -> Finding:
-    """Columns of the stored table that differ from schema.py.
+    """Columns of the lake's table or view that differ from schema.py.
 
-    `CREATE TABLE IF NOT EXISTS` never alters an existing table, so a warehouse made
-    by an older version of the code keeps its old columns until it is migrated or
-    rebuilt; this is where that shows.
+    The writer adds the contract's new columns to stored tables, but never drops,
+    retypes, or redefines a view that exists already: a lake made by an older version
+    of the code keeps its old views (jobs, system_metric_samples) and any extra or
+    retyped column until it is rebuilt; this is where that shows. A view is checked
+    as it resolves now, so it also shows what its stored table changed under it.
     """
     expected = {c.name: c.duckdb_type for c in schema.TABLES[table_name].columns}
     actual = dict(con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main' "
-        "ORDER BY ordinal_position", [table_name]).fetchall())
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [table_name]).fetchall())
     if not actual:
         return Finding(1, detail={"missing_table": table_name})
     detail = {

@@ -1,10 +1,16 @@
 """The tidy tables, one asset each, all derived in one step from the landed raw payloads.
 
 One `@multi_asset` and not nine assets because the warehouse writes every table of a
-version in one transaction (`Warehouse.derive_pending`): nine steps would either
-repeat that work or show tables that were never written on their own. It cannot be
-subset for the same reason. The graph still shows each table, its schema and its
+version in one transaction (one lake snapshot per batch, `Warehouse.derive_pending`):
+nine steps would either repeat that work or show tables that were never written on
+their own. It cannot be subset for the same reason. The graph still shows each table, its schema and its
 row count, and a check can target each one.
+
+`derive_pending` derives every body landed and not derived yet, whatever its project
+(in landing order, which is what keeps re-derived versions right), so a partition's
+step may also derive another partition's landing; the counts stay per project and per
+load id, so each partition still reports its own. The lock is held for the derive
+only: the metadata is read afterwards, without it, at the snapshot the derive made.
 """
 
 from collections.abc import Iterator
@@ -13,7 +19,7 @@ import dagster as dg
 
 from assets.errors import user_errors
 from assets.loads import RAW_PAYLOADS, brought, latest_load_ids
-from assets.metadata import definition_metadata, table_metadata
+from assets.metadata import SNAPSHOT_ID, definition_metadata, table_metadata
 from pipelines.partitions import project_partitions
 from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
 from warehouse import schema
@@ -37,6 +43,7 @@ def _spec(name: str) -> dg.AssetSpec:
 
 
 TABLE_SPECS = [_spec(name) for name in TABLE_NAMES]
+TABLE_KEYS = [spec.key for spec in TABLE_SPECS]
 
 
 @dg.multi_asset(
@@ -44,21 +51,32 @@ TABLE_SPECS = [_spec(name) for name in TABLE_NAMES]
     specs=TABLE_SPECS,
     partitions_def=project_partitions,
     pool=WAREHOUSE_POOL,
-    description="Derive the tidy tables of the partition's project from its raw payloads not derived yet.",
+    description="Derive the tidy tables from every raw payload not derived yet (all projects, in landing order); "
+                "report the partition's project.",
 )
 def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     project_id = context.partition_key
     load_ids = latest_load_ids(context.instance, project_id)
-    with user_errors(), warehouse.writer() as wh:
-        wh.derive_pending(project_id)
-        new = brought(wh.con, load_ids)
-        context.log.info(
-            f"project {project_id}: the latest sync brought {new['job_versions']} versions, "
-            f"{new['rejected_payloads']} rejected payloads, {new['field_issues']} field issues"
-        )
-        for name in TABLE_NAMES:
-            extra = {IN_RUN[name]: new[name]} if name in IN_RUN else {}
-            yield dg.MaterializeResult(asset_key=name, metadata={**table_metadata(wh.con, name, project_id), **extra})
+    with user_errors():
+        snapshot = derive(warehouse)
+        with warehouse.reader(snapshot=snapshot) as con:
+            new = brought(con, load_ids)
+            context.log.info(
+                f"project {project_id}: the latest sync brought {new['job_versions']} versions, "
+                f"{new['rejected_payloads']} rejected payloads, {new['field_issues']} field issues "
+                f"({SNAPSHOT_ID} {snapshot})"
+            )
+            for name in TABLE_NAMES:
+                extra = {IN_RUN[name]: new[name]} if name in IN_RUN else {}
+                yield dg.MaterializeResult(asset_key=name,
+                                           metadata={**table_metadata(con, name, project_id, snapshot), **extra})
+
+
+def derive(warehouse: WarehouseResource) -> int:
+    """Derive what is pending under the writer's lock; the snapshot id to read the result at."""
+    with warehouse.writer() as wh:
+        wh.derive_pending()
+        return wh.snapshot_id()
 
 
 IN_RUN = {"job_versions": "versions_in_run", "rejected_payloads": "rejected_in_run",

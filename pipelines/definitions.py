@@ -2,7 +2,8 @@
 
 Everything configurable comes from the environment when the code loads (see
 docs/dagster.md): the endpoint and credentials (secrets as EnvVar, never config),
-the projects (= partitions), the warehouse folder, the schedule's cron.
+the projects (= partitions), the warehouse folder, the Parquet export folder, the
+schedules' crons, the maintenance retention.
 """
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from pathlib import Path
 import dagster as dg
 
 from assets.checks import ALL_CHECKS
+from assets.export import parquet_export
 from assets.extract import raw_payloads
+from assets.maintenance import lake_maintenance
 from assets.tables import derive_tables
 from pipelines.resources import ModelArtsResource, WarehouseResource
-from pipelines.schedules import sync_all_projects, sync_all_projects_schedule
+from pipelines.schedules import (
+    maintain_warehouse,
+    maintain_warehouse_schedule,
+    sync_all_projects,
+    sync_all_projects_schedule,
+)
 from warehouse.reader import warehouse_dir
 
 
@@ -24,12 +32,12 @@ def _warehouse_folder() -> str:
 
 
 defs = dg.Definitions(
-    assets=[raw_payloads, derive_tables],
+    assets=[raw_payloads, derive_tables, parquet_export, lake_maintenance],
     asset_checks=ALL_CHECKS,
-    jobs=[sync_all_projects],
-    schedules=[sync_all_projects_schedule],
+    jobs=[sync_all_projects, maintain_warehouse],
+    schedules=[sync_all_projects_schedule, maintain_warehouse_schedule],
     resources={
         "modelarts": ModelArtsResource.from_env(),
-        "warehouse": WarehouseResource(folder=_warehouse_folder()),
+        "warehouse": WarehouseResource.from_env(_warehouse_folder()),
     },
 )

@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import duckdb
-from filelock import FileLock, Timeout
 from pydantic import Field
 
 from pipelines.modelarts.auth import auth_from_env
@@ -22,20 +20,25 @@ from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.sync import SyncReport, Target, sync_projects
 from pipelines.partitions import project_ids_from_env
 from warehouse.reader import connect
-from warehouse.store import LOCK_FILE, Warehouse, WarehouseBusy
+from warehouse.store import Warehouse
 
 WAREHOUSE_POOL = "modelarts_warehouse"
-"""Dagster concurrency pool of every step that opens the warehouse (writes and checks).
+"""Dagster concurrency pool of every step that writes the warehouse (extract, derive, maintenance).
 
-Safety comes from the warehouse's file lock, which every step takes; the pool is
+Safety comes from the warehouse's file lock, which every writer takes; the pool is
 about waiting well. Limit it to 1 (`dagster instance concurrency set
 modelarts_warehouse 1`, or `concurrency: pools: default_limit: 1` in dagster.yaml)
 and parallel partitions queue in Dagster, visibly, instead of sitting in a step
-that waits on the lock (up to `lock_timeout_s`)."""
+that waits on the lock (up to `lock_timeout_s`). Checks and the export only read,
+so they are not in the pool: a reader never waits for a writer."""
+
+WAREHOUSE_SOURCE = "dagster"
+"""What the `loads` ledger names as the source of every snapshot a Dagster step commits."""
+EXPORT_PARQUET_DIR_ENV = "MODELARTS_EXPORT_PARQUET_DIR"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse folder (DuckDB working copy + Parquet export)."""
+    """The warehouse folder (a DuckLake: SQLite catalog and Parquet data files), and where to export it."""
 
     folder: str = Field(default="warehouse_data", description="Warehouse folder; relative paths are from the cwd.")
     lock_timeout_s: float = Field(
@@ -43,38 +46,43 @@ class WarehouseResource(dg.ConfigurableResource):
         description="How long a write waits for another writer (CLI, another run) before failing with a clear message.",
     )
     redact: bool = Field(default=True, description="Redact secret-looking parameters and commands in tidy tables.")
+    export_parquet_dir: str | None = Field(
+        default=None,
+        description="If set, every sync ends with a plain Parquet export of the latest snapshot here "
+                    f"(EnvVar('{EXPORT_PARQUET_DIR_ENV}')); unset, nothing is exported.",
+    )
+
+    @classmethod
+    def from_env(cls, folder: str, environ: Mapping[str, str] = os.environ, **overrides) -> "WarehouseResource":
+        """The export folder as an EnvVar, and only if the variable is set: an EnvVar naming an
+        unset variable would fail every run, and the export is off by default."""
+        settings: dict = {"folder": folder}
+        if environ.get(EXPORT_PARQUET_DIR_ENV, "").strip():
+            settings["export_parquet_dir"] = dg.EnvVar(EXPORT_PARQUET_DIR_ENV)
+        return cls(**{**settings, **overrides})
 
     @contextmanager
     def writer(self) -> Iterator[Warehouse]:
-        """The one way assets write: `Warehouse.open` takes the cross-process file lock first."""
-        with Warehouse.open(self.folder, lock_timeout=self.lock_timeout_s, redact=self.redact) as wh:
+        """The one way assets write: the Warehouse takes the cross-process file lock first, and
+        tags its snapshots `source=dagster` in the `loads` ledger."""
+        with Warehouse(self.folder, lock_timeout=self.lock_timeout_s, redact=self.redact,
+                       source=WAREHOUSE_SOURCE) as wh:
             yield wh
 
     @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Read-only, for checks, under the writers' file lock.
+    def reader(self, snapshot: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Read-only, for checks and metadata, at the latest snapshot or at `snapshot`.
 
-        Why the lock for a read: DuckDB refuses a writer while any other process has
-        the file open, even read-only, so a check reading in one run could fail
-        another partition's write. Holding the lock for the few seconds a check
-        takes makes writers wait instead, with or without a pool limit configured.
+        No lock, unlike the writers: the lake's catalog is SQLite in WAL mode and its
+        data files are immutable, so a reader neither waits for a commit nor makes a
+        writer wait (DuckDB's single-file rule, which once forced checks under the
+        writers' lock, does not apply). A reader sees whole snapshots only.
         """
-        if not Path(self.folder).is_dir():
-            connect(self.folder).close()  # raises the reader's "no warehouse at ..., run a sync first"
-        lock = FileLock(str(Path(self.folder) / LOCK_FILE))
+        con = connect(self.folder, snapshot=snapshot)  # raises "no warehouse at ..., run a sync first"
         try:
-            lock.acquire(timeout=self.lock_timeout_s)
-        except Timeout:
-            raise WarehouseBusy(f"another writer kept the warehouse {self.folder} busy for {self.lock_timeout_s:.0f} s; "
-                                "the checks will run with the next sync") from None
-        try:
-            con = connect(self.folder)
-            try:
-                yield con
-            finally:
-                con.close()
+            yield con
         finally:
-            lock.release()
+            con.close()
 
 
 SECRET_ENV = {

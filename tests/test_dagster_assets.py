@@ -1,29 +1,35 @@
 """Every asset and check, materialized in-process through Dagster against the simulator over HTTP.
 
-Real parts only: a temporary DagsterInstance, a real warehouse folder, the simulator
-on loopback with a token, the resources as definitions.py builds them.
+Real parts only: a temporary DagsterInstance, a real lake in a temporary folder, the
+simulator on loopback with a token, the resources as definitions.py builds them.
 """
 import os
 
 os.environ.setdefault("MODELARTS_PROJECT_IDS", "proj-a,proj-b")  # before the code location loads: partitions
 
+from pathlib import Path  # noqa: E402
+
 import duckdb  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import dagster as dg  # noqa: E402
 
 from assets.checks import ALL_CHECKS  # noqa: E402
+from assets.export import parquet_export  # noqa: E402
 from assets.extract import raw_payloads  # noqa: E402
+from assets.maintenance import lake_maintenance  # noqa: E402
 from assets.tables import TABLE_NAMES, derive_tables  # noqa: E402
 from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World  # noqa: E402
 from pipelines.partitions import project_partitions  # noqa: E402
 from pipelines.resources import ModelArtsResource, WarehouseResource  # noqa: E402
-from warehouse import schema  # noqa: E402
+from warehouse import connect, schema  # noqa: E402
+from warehouse.store import Warehouse  # noqa: E402
 
 PROJECTS = ["proj-a", "proj-b"]
 TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
-EVERYTHING = [raw_payloads, derive_tables, *ALL_CHECKS]
-
+EVERYTHING = [raw_payloads, derive_tables, parquet_export, *ALL_CHECKS]  # what the sync job runs
+EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +81,11 @@ def checks(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
 
 
 def db(resources) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(os.path.join(resources["warehouse"].folder, "modelarts.duckdb"), read_only=True)
+    return connect(resources["warehouse"].folder)
+
+
+def materialized(result, key: str) -> bool:
+    return any(e.materialization.asset_key == dg.AssetKey(key) for e in result.get_asset_materialization_events())
 
 
 def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, resources, instance):
@@ -114,11 +124,22 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
         assert all(evaluations[k].severity == dg.AssetCheckSeverity.WARN for k in failed)
         assert evaluations[("rejected_payloads", "no_new_rejections")].metadata["bad_rows"].value == len(rejected)
 
-    # one partition's run touched only its project; both projects exported to Parquet
+        # the metadata names the snapshot it was read at, and that snapshot still gives the same count
+        snapshot = metadata(result, "job_versions")["snapshot_id"]
+        with connect(resources["warehouse"].folder, snapshot=snapshot) as then:
+            assert then.execute("SELECT count(*) FROM job_versions WHERE project_id = ?",
+                                [project]).fetchone()[0] == len(stored)
+
+    stored_as = {key.to_user_string(): spec.metadata["stored_as"] for key, spec in derive_tables.specs_by_key.items()}
+    assert stored_as["jobs"] == stored_as["system_metric_samples"] == "view" and stored_as["volumes"] == "table"
+
+    # both projects are stored; every snapshot the runs committed is in the ledger as Dagster's
     assert con.execute("SELECT count(DISTINCT project_id) FROM job_versions").fetchone()[0] == 2
+    steps = dict(con.execute("SELECT step, count(*) FROM loads WHERE source = 'dagster' GROUP BY 1").fetchall())
+    assert steps.keys() == {"raw", "derive"}
+    assert con.execute("SELECT count(*) FROM loads WHERE step IN ('raw', 'derive') AND source <> 'dagster'"
+                       ).fetchone()[0] == 0
     con.close()
-    parquet = os.path.join(resources["warehouse"].folder, "parquet", "job_versions")
-    assert sorted(p for p in os.listdir(parquet) if not p.endswith(".parquet")) == PROJECTS
 
 
 def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resources, instance):
@@ -147,16 +168,18 @@ def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resou
 def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     project = PROJECTS[0]
     materialize(project, resources, instance)
-    path = os.path.join(resources["warehouse"].folder, "modelarts.duckdb")
-    con = duckdb.connect(path)
-    con.execute("INSERT INTO parameters SELECT * FROM parameters LIMIT 1")  # a duplicate key
-    con.execute("INSERT INTO volumes (project_id, job_id, version_id, position) VALUES (?, 1, 2, 0)", [project])
-    con.execute("UPDATE class_metrics SET recall = 1.5 WHERE rowid = (SELECT min(rowid) FROM class_metrics)")
-    con.execute("UPDATE system_metric_series SET samples = list_prepend(-1.0, samples[2:]) "
-                "WHERE rowid = (SELECT min(rowid) FROM system_metric_series)")
-    con.execute("INSERT INTO system_metric_series SELECT * FROM system_metric_series WHERE rowid = 7")  # its samples twice
-    con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
-    con.close()
+    with Warehouse(resources["warehouse"].folder, source="test") as wh:  # the lake, broken on purpose
+        con = wh.con
+        con.execute("INSERT INTO parameters SELECT * FROM parameters LIMIT 1")  # a duplicate key
+        con.execute("INSERT INTO volumes (project_id, job_id, version_id, position) VALUES (?, 1, 2, 0)", [project])
+        con.execute("UPDATE class_metrics SET recall = 1.5 WHERE rowid = (SELECT min(rowid) FROM class_metrics)")
+        con.execute("UPDATE system_metric_series SET samples = list_prepend(-1.0, samples[2:]) "
+                    "WHERE rowid = (SELECT min(rowid) FROM system_metric_series)")
+        con.execute("INSERT INTO system_metric_series SELECT * FROM system_metric_series "
+                    "WHERE rowid = (SELECT max(rowid) FROM system_metric_series)")  # its samples twice
+        con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
+        # a view as an older version of the code would have left it: a column short
+        con.execute(f"CREATE OR REPLACE VIEW jobs AS SELECT * EXCLUDE (job_desc) FROM ({schema.JOBS.view_sql})")
 
     # the checks alone, as "Execute checks" in the UI runs them: unpartitioned, over every project
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
@@ -165,9 +188,10 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     assert set(failed) == {
         ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
         ("system_metric_samples", "no_negative_samples"), ("system_metric_samples", "unique_key"),
-        ("data_sources", "columns_match_contract"),
+        ("data_sources", "columns_match_contract"), ("jobs", "columns_match_contract"),
     }
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
+    assert failed[("jobs", "columns_match_contract")].metadata["detail"].value == {"missing": ["job_desc"]}
     assert failed[("volumes", "has_version")].metadata["samples"].value == [
         {"project_id": project, "job_id": 1, "version_id": 2}]
 
@@ -192,3 +216,79 @@ def test_a_refused_token_fails_the_partition_with_one_readable_line(sim, resourc
     error = failure.step_failure_data.user_failure_data
     assert "401" in error.description or "token" in error.description.lower()
     assert "wrong" not in error.description  # never the secret itself
+
+
+def test_checks_read_while_a_writer_holds_the_lock(sim, resources, instance):
+    """Readers take no lock: a check runs to the end while a sync (here: an open writer) holds it."""
+    materialize(PROJECTS[0], resources, instance)
+    with Warehouse(resources["warehouse"].folder, lock_timeout=0):
+        result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
+                                instance=instance)
+    assert result.success and len(result.get_asset_check_evaluations()) == 31
+
+
+def test_export_after_sync_is_off_by_default_and_does_nothing(sim, resources, instance, tmp_path):
+    assert resources["warehouse"].export_parquet_dir is None
+    result = materialize(PROJECTS[0], resources, instance)
+    assert not materialized(result, "parquet_export")
+    assert any(e.is_step_success and e.step_key == "parquet_export" for e in result.all_events)  # ran, did nothing
+    assert list(tmp_path.iterdir()) == [Path(resources["warehouse"].folder)]  # the lake, and no export beside it
+
+
+def test_export_after_sync_writes_a_readable_export_of_the_latest_snapshot(sim, resources, instance, tmp_path,
+                                                                          monkeypatch):
+    dest = tmp_path / "export"
+    monkeypatch.setenv(EXPORT_VAR, str(dest))
+    resources = {**resources, "warehouse": WarehouseResource(folder=resources["warehouse"].folder,
+                                                             export_parquet_dir=dg.EnvVar(EXPORT_VAR))}
+    for project in PROJECTS:
+        result = materialize(project, resources, instance)
+
+    meta = metadata(result, "parquet_export")  # the second run's export: both projects
+    con = db(resources)
+    try:
+        assert meta["snapshot_id"] == con.execute("SELECT max(snapshot_id) FROM loads").fetchone()[0]
+        assert meta["row_counts"].keys() == schema.TABLES.keys()
+        for table in schema.ALL_TABLES:
+            stored = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0]
+            assert meta["row_counts"][table.name] == stored, table.name
+            exported = pd.read_parquet(dest / table.name)
+            assert len(exported) == stored and list(exported.columns) == table.column_names, table.name
+        assert meta["total_rows"] == sum(meta["row_counts"].values())
+        versions = pd.read_parquet(dest / "job_versions")
+        assert sorted(versions["project_id"].unique()) == PROJECTS
+    finally:
+        con.close()
+
+
+def test_maintenance_merges_the_small_files_of_several_syncs(sim, resources, instance):
+    for project in PROJECTS:
+        materialize(project, resources, instance)
+    sim.world.advance(6 * 3600, new_versions=2, new_jobs=1)
+    materialize(PROJECTS[0], resources, instance)
+
+    result = dg.materialize([lake_maintenance], resources={"warehouse": resources["warehouse"]}, instance=instance,
+                            run_config={"ops": {"lake_maintenance": {"config": {"retention_days": 0}}}})
+    assert result.success
+    meta = metadata(result, "lake_maintenance")
+    assert meta["retention_days"] == 0
+    assert meta["files_before"] > meta["files_after"] > 0
+    assert meta["snapshots_expired"] > 0 and meta["files_deleted"] > 0
+    assert meta["catalog_bytes"] > 0
+    data = Path(resources["warehouse"].folder) / "data"
+    assert len([p for p in data.rglob("*.parquet")]) == meta["files_after"]  # what the report says is on disk
+
+    # the lake reads the same, and the checks still pass on it
+    checks_after = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
+                                  instance=instance)
+    errors = {k for k, e in checks(checks_after).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
+    assert errors == set()
+
+
+def test_maintenance_with_a_negative_retention_fails_with_one_readable_line(tmp_path, instance):
+    warehouse = WarehouseResource(folder=str(tmp_path / "wh"))
+    result = dg.materialize([lake_maintenance], resources={"warehouse": warehouse}, instance=instance,
+                            run_config={"ops": {"lake_maintenance": {"config": {"retention_days": -1}}}},
+                            raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "negative" in failure.step_failure_data.user_failure_data.description

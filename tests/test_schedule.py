@@ -1,4 +1,5 @@
-"""The schedule: one run request per project partition per tick, on the configured cron."""
+"""The schedules: one sync run request per project partition per tick, on the configured cron;
+one maintenance run a day, apart from the sync."""
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import dagster as dg  # noqa: E402
 
 from pipelines.definitions import defs  # noqa: E402
 from pipelines.partitions import project_partitions  # noqa: E402
-from pipelines.schedules import DEFAULT_CRON, sync_all_projects_schedule  # noqa: E402
+from pipelines.schedules import DEFAULT_CRON, DEFAULT_MAINTENANCE_CRON, sync_all_projects_schedule  # noqa: E402
 
 
 def test_each_tick_requests_one_run_per_project_with_a_stable_run_key():
@@ -34,6 +35,37 @@ def test_schedule_targets_the_sync_job_hourly_and_stopped_by_default():
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     job = defs.resolve_job_def("sync_all_projects")
     assert job.partitions_def.get_partition_keys() == project_partitions.get_partition_keys()
+
+
+def test_maintenance_schedule_runs_the_maintenance_asset_alone_daily_and_stopped_by_default():
+    schedule = defs.resolve_schedule_def("maintain_warehouse_schedule")
+    assert schedule.job_name == "maintain_warehouse"
+    assert schedule.cron_schedule == DEFAULT_MAINTENANCE_CRON == "30 3 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    maintenance = defs.resolve_job_def("maintain_warehouse")
+    sync = defs.resolve_job_def("sync_all_projects")
+    assert maintenance.partitions_def is None  # the whole lake at once
+    assert {k.to_user_string() for k in maintenance.asset_layer.executable_asset_keys} == {"lake_maintenance"}
+    synced = {k.to_user_string() for k in sync.asset_layer.executable_asset_keys}
+    assert "lake_maintenance" not in synced and {"raw_payloads", "job_versions", "parquet_export"} <= synced
+
+
+def test_maintenance_settings_come_from_the_environment():
+    """The maintenance schedule follows the sync schedule's status unless told otherwise; the retention
+    default is read when the code loads."""
+    code = ("from pipelines.schedules import maintain_warehouse_schedule as s; "
+            "from assets.maintenance import MaintenanceConfig as c; "
+            "print(s.cron_schedule, s.default_status.value, c().retention_days)")
+
+    def run(**extra) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELARTS_")}
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    assert run(MODELARTS_SYNC_SCHEDULE="running")[-2:] == ["RUNNING", "7.0"]
+    assert run(MODELARTS_SYNC_SCHEDULE="running", MODELARTS_MAINTENANCE_SCHEDULE="stopped")[-2] == "STOPPED"
+    assert run(MODELARTS_MAINTENANCE_CRON="0 1 * * 0", MODELARTS_RETENTION_DAYS="30") == [
+        "0", "1", "*", "*", "0", "STOPPED", "30.0"]
 
 
 def test_cron_comes_from_the_environment():
