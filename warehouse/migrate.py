@@ -13,8 +13,9 @@ flushed a file before committing it, so a committed one is always whole, and los
 would lose bodies. One that does not read (killed while writing it, so never committed)
 is skipped, and moved aside with the rest.
 
-Memory stays bounded: the order and the duplicates are worked out from the keys alone,
-then the bodies are read and inserted a batch at a time, all in one transaction.
+The order and the duplicates are worked out from the keys alone, then the bodies are read
+and inserted a batch at a time, all in one transaction: one insert of every body overran the
+writer's DuckDB memory limit (256 MB) at 20,000 payloads (130 MB of JSON).
 
 Crash-safe without bookkeeping: bodies already in the lake are skipped, so a conversion
 killed half-way is simply run again by the next writer.
