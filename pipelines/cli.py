@@ -137,6 +137,31 @@ def export(warehouse: str | None, parquet_dir: str | None, duckdb_file: str | No
     click.echo(f"in {time.perf_counter() - started:.1f} s")
 
 
+@main.command()
+@WAREHOUSE_OPTION
+def migrate(warehouse: str | None) -> None:
+    """Convert a warehouse of the pre-DuckLake layout (modelarts.duckdb + parquet/) into a DuckLake.
+    Any writer does this on first open; this command does only that. The old files are moved to
+    pre-ducklake/, nothing is deleted."""
+    from warehouse.migrate import needs_migration
+
+    started = time.perf_counter()
+    with user_errors():
+        root = warehouse_dir(warehouse)
+        if not root.is_dir():
+            raise WarehouseError(f"no warehouse at {root.absolute()}: pass --warehouse")
+        legacy = needs_migration(root)
+        with Warehouse.open(root, source="migrate") as wh:
+            landed = wh.con.execute("SELECT coalesce(sum(landed), 0) FROM loads WHERE step = 'migrate'").fetchone()[0]
+            versions = wh.con.execute("SELECT count(*) FROM job_versions").fetchone()[0]
+    if legacy:
+        click.echo(f"converted {root}: {landed} raw bodies, {versions} versions; the old files are in "
+                   f"{root}/pre-ducklake/ (delete them once the lake looks right), in "
+                   f"{time.perf_counter() - started:.1f} s")
+    else:
+        click.echo(f"{root} is already a DuckLake warehouse: nothing to convert")
+
+
 def _snapshot_id(text: str | None) -> int | None:
     """Parsed here, not by click, so a typo is one line like every other mistake."""
     if text is None:

@@ -264,20 +264,18 @@ def test_first_open_converts_every_row_and_every_body_and_a_second_open_does_not
 
 
 def test_modelarts_etl_migrate_converts_the_same(legacy, tmp_path):
-    from pipelines.cli import main
-
-    if "migrate" not in main.commands:
-        pytest.skip("`modelarts-etl migrate` is not in pipelines/cli.py yet")
     wh = copy_of(legacy, tmp_path)
     before = legacy_manifest(wh)
     command = [sys.executable, "-m", "pipelines.cli", "migrate", "--warehouse", str(wh)]
     done = subprocess.run(command, cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("converted ")
     assert_converted(wh, before)
     assert_lake_holds(wh, wh / "pre-ducklake" / "parquet")
     state = _lake_state(wh)
     again = subprocess.run(command, cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+    assert "already a DuckLake warehouse" in again.stdout
     assert _lake_state(wh) == state
 
 
@@ -383,3 +381,13 @@ def test_a_landing_file_that_does_not_read_stops_the_conversion_with_a_message_a
             pass
     assert legacy_manifest(wh) == before and not (wh / "pre-ducklake").exists()
     assert _lake_state(wh)[1] == 1  # the empty lake: its schema snapshot only
+
+
+def test_a_reader_of_an_unconverted_folder_is_told_to_migrate(legacy, tmp_path):
+    from warehouse import connect
+    from warehouse.store import WarehouseError
+
+    wh = copy_of(legacy, tmp_path)
+    with pytest.raises(WarehouseError, match="modelarts-etl migrate"):
+        connect(wh)
+    assert not (wh / "catalog.sqlite").exists()  # a reader converts nothing

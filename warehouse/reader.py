@@ -38,6 +38,11 @@ def connect(warehouse: str | os.PathLike | None = None, *, snapshot: int | None 
     try:
         config = LakeConfig.for_folder(warehouse_dir(warehouse), catalog, data_path)
         if not config.exists():
+            from warehouse.migrate import needs_migration
+
+            if needs_migration(config.root):
+                raise WarehouseError(f"{config.root} holds a warehouse of the pre-DuckLake layout: convert it with "
+                                     f"`modelarts-etl migrate --warehouse {config.root}` (or any writer), then read")
             raise WarehouseError(f"no warehouse at {config.root}: run `modelarts-etl ingest` or `sync` first, "
                                  "or pass the folder")
         con = lake.new_connection()
