@@ -11,7 +11,7 @@ import dagster as dg
 
 from assets.errors import user_errors
 from assets.loads import LOAD_IDS, error_answers
-from assets.metadata import SNAPSHOT_ID, definition_metadata, table_metadata
+from assets.metadata import definition_metadata, table_metadata
 from pipelines.modelarts.sync import ProjectReport
 from pipelines.partitions import project_partitions
 from pipelines.resources import WAREHOUSE_POOL, ModelArtsResource, WarehouseResource

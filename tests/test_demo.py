@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import dagster as dg
-import duckdb
 
 from warehouse import connect, schema
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 
 from warehouse import connect, schema
 from warehouse.docs import render_tables_markdown

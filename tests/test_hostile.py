@@ -14,9 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import orjson
-import pandas as pd
 import pytest
 
 from ledger import ledger, no_orphans

@@ -37,7 +37,7 @@ KEY = "project_id, job_id, version_id"
 
 # Per version: its payload and its row count in every child table (one consistent read).
 FINGERPRINT_SQL = (
-    f"SELECT v.project_id, v.job_id, v.version_id, v.payload_sha256, "
+    "SELECT v.project_id, v.job_id, v.version_id, v.payload_sha256, "
     + ", ".join(f"coalesce(c{i}.n, 0)" for i in range(len(CHILDREN)))
     + " FROM job_versions v "
     + " ".join(f'LEFT JOIN (SELECT {KEY}, count(*) AS n FROM "{t}" GROUP BY ALL) c{i} USING ({KEY})'

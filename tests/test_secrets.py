@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import certifi
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 

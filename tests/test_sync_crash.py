@@ -12,14 +12,13 @@ import os
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
 from ledger import ledger, no_orphans
 from pipelines.modelarts.simulator import SimulatorServer, World
 from test_crash import stable_snapshot
 from test_storage import assert_every_row_is_in_parquet  # noqa: E402
-from warehouse import connect, schema
+from warehouse import connect
 from warehouse.store import Warehouse
 
 TOKEN = "crash-sync-token-88e1"

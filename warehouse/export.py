@@ -115,8 +115,8 @@ def _write_version(con: duckdb.DuckDBPyConnection, snap: _Snapshot, folder: Path
         target.mkdir()
         pattern = f"{table.name}-{folder.name}-{{i}}"
         counts[table.name] = con.execute(
-            f"COPY ({_select(table)}) TO {_literal(str(target))} (FORMAT parquet, "
-            f"FILE_SIZE_BYTES '{PARQUET_FILE_BYTES}', FILENAME_PATTERN {_literal(pattern)})").fetchone()[0]
+            f"COPY ({_select(table)}) TO {lake.sql_literal(str(target))} (FORMAT parquet, "
+            f"FILE_SIZE_BYTES '{PARQUET_FILE_BYTES}', FILENAME_PATTERN {lake.sql_literal(pattern)})").fetchone()[0]
     manifest = {"snapshot_id": snap.id, "snapshot_time": snap.time.isoformat(),
                 "exported_at": datetime.now(timezone.utc).isoformat(), "tables": counts}
     (folder / SNAPSHOT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -179,7 +179,7 @@ def export_duckdb(warehouse: str | os.PathLike, dest: str | os.PathLike, *,
 
 def _copy_tables(con: duckdb.DuckDBPyConnection, snap: _Snapshot, file: Path) -> dict[str, int]:
     """The stored tables, and the load ledger up to the snapshot, as plain tables."""
-    con.execute(f"ATTACH {_literal(str(file))} AS {OUT}")
+    con.execute(f"ATTACH {lake.sql_literal(str(file))} AS {OUT}")
     try:
         counts = {}
         for table in schema.STORED_TABLES + (schema.LOADS,):
@@ -201,15 +201,12 @@ def _create_views(file: Path, counts: dict[str, int]) -> None:
         for view in schema.ALL_TABLES:
             if view.is_view:
                 con.execute(f'CREATE VIEW "{view.name}" AS {view.view_sql}')
-                con.execute(f"COMMENT ON VIEW \"{view.name}\" IS {_literal(view.doc)}")
+                con.execute(f"COMMENT ON VIEW \"{view.name}\" IS {lake.sql_literal(view.doc)}")
                 counts[view.name] = con.execute(f'SELECT count(*) FROM "{view.name}"').fetchone()[0]
         con.execute("CHECKPOINT")
     finally:
         con.close()
 
-
-def _literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _is_duckdb_file(path: Path) -> bool:

@@ -167,7 +167,7 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
     if not config.local_data:
         con.execute("LOAD httpfs")
         con.execute(s3_secret_sql())
-    options = [f"DATA_PATH {_literal(config.data_path)}"]
+    options = [f"DATA_PATH {sql_literal(config.data_path)}"]
     if config.local_data:
         options.append("OVERRIDE_DATA_PATH true")  # a moved warehouse folder reads its files where they are now
     if read_only:
@@ -175,9 +175,9 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
     if snapshot is not None:
         options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
     if at_time is not None:
-        options.append(f"SNAPSHOT_TIME {_literal(at_time)}")
+        options.append(f"SNAPSHOT_TIME {sql_literal(at_time)}")
     try:
-        con.execute(f"ATTACH {_literal('ducklake:' + config.catalog)} AS {alias} ({', '.join(options)})")
+        con.execute(f"ATTACH {sql_literal('ducklake:' + config.catalog)} AS {alias} ({', '.join(options)})")
     except duckdb.Error as exc:
         raise LakeError(f"cannot open the warehouse ({config.describe()}): {_first_line(exc)}") from None
 
@@ -198,7 +198,7 @@ def s3_secret_sql() -> str:
                      ("SESSION_TOKEN", "AWS_SESSION_TOKEN"), ("REGION", "AWS_REGION"),
                      ("ENDPOINT", "MODELARTS_S3_ENDPOINT"), ("URL_STYLE", "MODELARTS_S3_URL_STYLE")):
         if env.get(var):
-            parts.append(f"{key} {_literal(env[var])}")
+            parts.append(f"{key} {sql_literal(env[var])}")
     if env.get("MODELARTS_S3_USE_SSL"):
         parts.append(f"USE_SSL {'true' if env['MODELARTS_S3_USE_SSL'].lower() in ('1', 'true', 'yes') else 'false'}")
     return f"CREATE OR REPLACE SECRET modelarts_s3 ({', '.join(parts)})"
@@ -240,7 +240,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
         raise
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 

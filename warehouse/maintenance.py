@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from warehouse import lake
-from warehouse.store import LoadReport, WarehouseError, _transaction, new_load_id
+from warehouse.store import LoadReport, WarehouseError, transaction, new_load_id
 
 if TYPE_CHECKING:
     from warehouse.store import Warehouse
@@ -96,10 +96,10 @@ def _compact(wh: "Warehouse", load_id: str, function: str, options: str = "") ->
     Returns the number of input files; commits nothing when there was nothing to do."""
     args = f"'{lake.ALIAS}'" + (f", {options}" if options else "")
     raw_through = wh.raw_through()
-    with _transaction(wh.con, "maintenance"):
+    with transaction(wh.con, "maintenance"):
         done = wh.con.execute(f"CALL {function}({args})").fetchall()
         if done:
-            wh._commit_message("maintenance", LoadReport(), load_id=load_id,
+            wh.label_snapshot("maintenance", LoadReport(), load_id=load_id,
                                raw_through=raw_through if raw_through >= 0 else None)
     return sum(row[2] for row in done)
 

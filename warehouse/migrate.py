@@ -64,7 +64,8 @@ def migrate_legacy_layout(wh: "Warehouse") -> int:
     root = wh.root
     if not needs_migration(root):
         return 0
-    from warehouse.store import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_RECORDS, LoadReport, _cuts, _transaction
+    from warehouse.batches import cuts
+    from warehouse.store import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_RECORDS, LoadReport, transaction
 
     files, keys = _landing_keys(legacy_raw_files(root))
     landed = 0
@@ -76,16 +77,16 @@ def migrate_legacy_layout(wh: "Warehouse") -> int:
                                                     ("file_idx", "ascending"), ("row_idx", "ascending")]))
             fresh = [i for i, key in enumerate(zip(*(keys.column(c).to_pylist()
                                                      for c in ("project_id", "source", "payload_sha256"))))
-                     if wh._claim_raw_key(*key)]  # a body in two files (a merge the old writer left) lands once
+                     if wh.claim_raw_key(*key)]  # a body in two files (a merge the old writer left) lands once
             if fresh:
                 keys = keys.take(pa.array(fresh, pa.int64()))
                 reader = _Bodies(files)
                 sizes = keys.column("byte_size").to_numpy(zero_copy_only=False)
-                with _transaction(wh.con, "migrate"):
-                    for start, stop in _cuts(sizes, DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
-                        wh._insert(schema.RAW_PAYLOADS.name, reader.rows(keys.slice(start, stop - start)))
+                with transaction(wh.con, "migrate"):
+                    for start, stop in cuts(sizes, DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
+                        wh.insert(schema.RAW_PAYLOADS.name, reader.rows(keys.slice(start, stop - start)))
                     projects = set(keys.column("project_id").unique().to_pylist())
-                    wh._commit_message("migrate", LoadReport(landed=keys.num_rows, projects=projects),
+                    wh.label_snapshot("migrate", LoadReport(landed=keys.num_rows, projects=projects),
                                        load_id="migrate")
                 landed = keys.num_rows
         wh.derive_pending()

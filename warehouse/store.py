@@ -27,12 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
-from warehouse import failpoints, lake, schema
+from warehouse import batches, failpoints, lake, schema
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.records import PROJECT_ID_PATTERN, RawRecord
@@ -221,20 +220,20 @@ class Warehouse:
         until it commits, and a rebuild that fails or is killed leaves them as they were."""
         report = LoadReport(load_id=new_load_id())
         self._versions = {}
-        with _transaction(self.con, "rebuild"):
+        with transaction(self.con, "rebuild"):
             for table in schema.STORED_TIDY_TABLES + (schema.REJECTED_PAYLOADS,):
                 self.con.execute(f'DELETE FROM "{table.name}"')
             for batch in self._stored_batches(-1, batch_records, batch_bytes):
                 self._write_derived(batch, report)
                 failpoints.hit("rebuild_batch_written")
-            self._commit_message("rebuild", report, raw_through=self._max_raw_rowid())
+            self.label_snapshot("rebuild", report, raw_through=self._max_raw_rowid())
         report.load_id = "rebuild"
         return report
 
     # -- preparing batches (the reading thread) ------------------------------------
     def _prepared(self, records: Iterable[RawRecord], report: LoadReport, derive: bool,
                   batch_records: int, batch_bytes: int) -> Iterator[_Batch]:
-        for chunk in _chunks(records, batch_records, batch_bytes):
+        for chunk in batches.chunks(records, batch_records, batch_bytes):
             for record in chunk:
                 validate_project_id(record.project_id)
             shas = [sha256_hex(r.body) for r in chunk]
@@ -243,20 +242,20 @@ class Warehouse:
             if not fresh:
                 continue
             chunk, shas = [chunk[i] for i in fresh], [shas[i] for i in fresh]
-            raw = _raw_table(chunk, shas, report.load_id)
+            raw = batches.raw_table(chunk, shas, report.load_id)
             flat = None
             if derive:
                 flat = flatten(chunk, redact=self.redact, shas=shas)
-                raw = _with_payload_ids(raw, flat.raw_keys)
+                raw = batches.with_payload_ids(raw, flat.raw_keys)
             yield _Batch(raw, flat)
 
     def _not_stored(self, chunk: list[RawRecord], shas: list[str]) -> list[int]:
         """Indexes of the records whose raw key (project, source, sha256) is stored neither in the
         lake nor earlier in this load; marks them as stored."""
         return [i for i, (record, sha) in enumerate(zip(chunk, shas))
-                if self._claim_raw_key(record.project_id, record.source, sha)]
+                if self.claim_raw_key(record.project_id, record.source, sha)]
 
-    def _claim_raw_key(self, project_id: str, source: str, sha: str) -> bool:
+    def claim_raw_key(self, project_id: str, source: str, sha: str) -> bool:
         """True (and the key is now taken) if this body is not stored yet."""
         keys = self._stored_raw_keys(project_id)
         digest = _raw_digest(source, sha)
@@ -285,35 +284,35 @@ class Warehouse:
         rowids = listed.column("rowid").to_numpy()
         sizes = listed.column("byte_size").to_numpy()
         cols = ", ".join(f'"{c}"' for c in schema.RAW_PAYLOADS.column_names)
-        for start, stop in _cuts(sizes, batch_records, batch_bytes):
+        for start, stop in batches.cuts(sizes, batch_records, batch_bytes):
             first, last = int(rowids[start]), int(rowids[stop - 1])
             raw = cursor.execute(f"SELECT {cols} FROM {lake.ALIAS}.raw_payloads WHERE rowid BETWEEN ? AND ? "
                                  "ORDER BY rowid", [first, last]).to_arrow_table()
-            records = _records_from_raw(raw)
+            records = batches.records_from_raw(raw)
             flat = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
-            flat.rejected = _rejected_with_load_ids(flat.rejected, raw)
+            flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
             yield _Batch(raw.slice(0, 0), flat, raw_through=last)
 
     # -- committing (the commit thread) ------------------------------------------------
     def _commit(self, batch: _Batch, report: LoadReport) -> None:
         """The raw snapshot, then the derived one."""
         if batch.raw.num_rows:
-            with _transaction(self.con, "raw"):
+            with transaction(self.con, "raw"):
                 self.con.register("raw_batch", batch.raw)
                 self.con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM raw_batch")
                 self.con.unregister("raw_batch")
                 landed = LoadReport(landed=batch.raw.num_rows,
                                     projects=set(batch.raw.column("project_id").unique().to_pylist()))
-                self._commit_message("raw", landed, load_id=report.load_id)
+                self.label_snapshot("raw", landed, load_id=report.load_id)
             report.add(landed)
             if batch.flat is not None:
                 batch.raw_through = self._max_raw_rowid()
         if batch.flat is None:
             return
-        with _transaction(self.con, "derive"):
+        with transaction(self.con, "derive"):
             derived = LoadReport()
             self._write_derived(batch, derived)
-            self._commit_message("derive", derived, load_id=report.load_id, raw_through=batch.raw_through)
+            self.label_snapshot("derive", derived, load_id=report.load_id, raw_through=batch.raw_through)
         report.add(derived)
 
     def _write_derived(self, batch: _Batch, report: LoadReport) -> None:
@@ -328,13 +327,13 @@ class Warehouse:
             con.unregister("replaced_keys")
         for table in schema.STORED_TIDY_TABLES:
             data = flat.series if table is schema.SYSTEM_METRIC_SERIES else flat.tables[table.name]
-            self._insert(table.name, data)
+            self.insert(table.name, data)
         if flat.rejected.num_rows:
             rejected = flat.rejected
             if pc.all(pc.is_null(rejected.column("load_id"))).as_py():
                 rejected = rejected.set_column(rejected.schema.get_field_index("load_id"), "load_id",
                                                pa.array([report.load_id or None] * rejected.num_rows, pa.string()))
-            self._insert(schema.REJECTED_PAYLOADS.name, rejected)
+            self.insert(schema.REJECTED_PAYLOADS.name, rejected)
         for project, job, version in zip(*(flat.keys.column(c).to_pylist() for c in schema.VERSION_KEY)):
             self._stored_versions(project).add((job, version))
         report.add(LoadReport(versions_loaded=flat.versions_loaded, rejected=flat.rejected.num_rows,
@@ -355,7 +354,7 @@ class Warehouse:
             versions = self._versions[project_id] = set(rows)
         return versions
 
-    def _insert(self, table_name: str, data: pa.Table) -> None:
+    def insert(self, table_name: str, data: pa.Table) -> None:
         if data.num_rows == 0:
             return
         self.con.register("batch_rows", data)
@@ -366,7 +365,7 @@ class Warehouse:
         value = self.con.execute("SELECT max(rowid) FROM raw_payloads").fetchone()[0]
         return -1 if value is None else value
 
-    def _commit_message(self, step: str, report: LoadReport, *, load_id: str | None = None,
+    def label_snapshot(self, step: str, report: LoadReport, *, load_id: str | None = None,
                         raw_through: int | None = None) -> None:
         info = {"step": step, "load_id": load_id or report.load_id or None, "source": self.source,
                 "projects": ",".join(sorted(report.projects)), "landed": report.landed,
@@ -383,88 +382,22 @@ def _raw_digest(source: str, sha: str) -> str:
     return sha256_hex(f"{len(source)}:{source}{sha}".encode())[:32]
 
 
-def _with_payload_ids(raw: pa.Table, raw_keys: pa.Table) -> pa.Table:
-    """Raw rows keep the ids of their request; where it had none (a file), the payload's own."""
-    for name in ("job_id", "version_id"):
-        raw = raw.set_column(raw.schema.get_field_index(name), name,
-                             pc.coalesce(raw.column(name), raw_keys.column(name)))
-    return raw
 
 
-def _rejected_with_load_ids(rejected: pa.Table, raw: pa.Table) -> pa.Table:
-    """Rejections re-derived from stored bodies keep the load that landed each body."""
-    if rejected.num_rows == 0:
-        return rejected
-    by_key = {(p, s, h): load for p, s, h, load in zip(*(raw.column(c).to_pylist() for c in
-                                                           ("project_id", "source", "payload_sha256", "load_id")))}
-    loads = [by_key.get(k) for k in zip(*(rejected.column(c).to_pylist()
-                                          for c in ("project_id", "source", "payload_sha256")))]
-    return rejected.set_column(rejected.schema.get_field_index("load_id"), "load_id", pa.array(loads, pa.string()))
 
 
-def _records_from_raw(table: pa.Table) -> list[RawRecord]:
-    return [
-        RawRecord(
-            body=row["payload"], project_id=row["project_id"], source=row["source"], kind=row["kind"],
-            http_status=row["http_status"], job_id=row["job_id"], version_id=row["version_id"],
-            fetched_at=row["fetched_at"],
-        )
-        for row in table.to_pylist()
-    ]
 
 
-def _raw_table(chunk: list[RawRecord], shas: list[str], load_id: str) -> pa.Table:
-    cols = {name: [] for name in schema.RAW_PAYLOADS.column_names if name != "payload"}
-    for r, sha in zip(chunk, shas):
-        cols["project_id"].append(r.project_id)
-        cols["job_id"].append(r.job_id)
-        cols["version_id"].append(r.version_id)
-        cols["kind"].append(r.kind)
-        cols["source"].append(r.source)
-        cols["fetched_at"].append(r.fetched_at)
-        cols["http_status"].append(r.http_status)
-        cols["payload_sha256"].append(sha)
-        cols["byte_size"].append(len(r.body))
-        cols["load_id"].append(load_id)
-    cols["payload"] = _binary_array([r.body for r in chunk], cols["byte_size"])
-    return pa.Table.from_pydict(cols, schema=schema.RAW_PAYLOADS.schema)
 
 
-def _binary_array(bodies: list[bytes], sizes: list[int]) -> pa.Array:
-    """Bytes -> a binary array with one copy (one join), not one growing append per body."""
-    total = sum(sizes)
-    if total >= 2**31 - 1:
-        return pa.array(bodies, pa.binary())
-    offsets = np.zeros(len(bodies) + 1, dtype=np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    return pa.Array.from_buffers(pa.binary(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(bodies))])
 
 
-def _cuts(sizes: np.ndarray, max_records: int, max_bytes: int) -> Iterator[tuple[int, int]]:
-    """(start, stop) of consecutive runs of at most max_records items, each under max_bytes
-    unless one item alone is larger: the batches _chunks makes, from sizes alone."""
-    start = 0
-    while start < len(sizes):
-        ends = np.cumsum(sizes[start:start + max_records])
-        stop = start + max(1, int(np.searchsorted(ends, max_bytes, side="left")))
-        yield start, min(stop, len(sizes))
-        start = stop
 
 
-def _chunks(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> Iterator[list[RawRecord]]:
-    chunk, size = [], 0
-    for record in records:
-        chunk.append(record)
-        size += len(record.body)
-        if len(chunk) >= max_records or size >= max_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 @contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection, failpoint: str | None = None):
+def transaction(con: duckdb.DuckDBPyConnection, failpoint: str | None = None):
     """BEGIN ... COMMIT, rolled back on any error; `<failpoint>_before_commit` and
     `<failpoint>_committed` are where crash tests kill the process."""
     con.execute("BEGIN")
