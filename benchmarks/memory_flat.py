@@ -3,7 +3,7 @@
     python benchmarks/memory_flat.py                    # 20,000 vs 200,000 (writes a 1.4 GB corpus once)
     python benchmarks/memory_flat.py --sizes 2000,20000 # quicker
 
-Each size runs in a fresh process into an empty warehouse; the budget is 600 MB.
+Each size runs in a fresh process into an empty warehouse; the budget is 400 MB.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from _harness import OUT_DIR, ROOT, machine, measure, ours_cmd, table
 from make_corpus import DEFAULT_SEED, PROJECT_ID, make_corpus
 
-BUDGET_MB = 600
+BUDGET_MB = 400
 TOLERANCE = 1.10  # the larger run may peak at most 10% above the smaller (allocator noise)
 
 
