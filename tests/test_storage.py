@@ -291,3 +291,16 @@ def test_the_readmes_two_duckdb_cli_lines_attach_the_warehouse(tmp_path, seed_by
     assert con.execute("SELECT count(*) FROM job_versions").fetchall() == [(2,)]
     assert con.execute("SELECT count(*) FROM jobs").fetchall() == [(1,)]
     assert con.execute("SELECT count(*) FROM loads WHERE step = 'derive'").fetchall() == [(1,)]
+
+
+def test_extensions_come_signed_from_the_pinned_packages_even_with_a_read_only_home(monkeypatch, tmp_path):
+    from warehouse import lake
+
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/not-writable")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    con = lake.new_connection()
+    assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone() == (False,)
+    loaded = dict(con.execute("SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded "
+                              "AND extension_name = 'ducklake'").fetchall())
+    assert loaded["ducklake"].startswith(str(tmp_path))  # linked from the package, nothing downloaded
+    assert con.execute("SELECT current_setting('autoinstall_known_extensions')").fetchone() == (False,)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,20 +121,32 @@ def extension_directory() -> Path | None:
         if not path.exists():
             return None
         sources[name] = path
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelarts-etl" / "duckdb-extensions"
+    for base in _extension_bases():
+        try:
+            _link_extensions(base, sources)
+        except OSError:
+            continue
+        return base
+    return None
+
+
+def _extension_bases() -> list[Path]:
+    """The user's cache, else the temp folder (a read-only home must not send DuckDB to the network)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [cache / "modelarts-etl" / "duckdb-extensions",
+            Path(tempfile.gettempdir()) / f"modelarts-etl-{os.getuid()}" / "duckdb-extensions"]
+
+
+def _link_extensions(base: Path, sources: dict[str, Path]) -> None:
     folder = base / DUCKDB_VERSION / duckdb.execute("PRAGMA platform").fetchone()[0]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, source in sources.items():
-            link = folder / f"{name}.duckdb_extension"
-            if not link.exists() or link.resolve() != source.resolve():
-                tmp = folder / f".{name}.{os.getpid()}.tmp"
-                tmp.unlink(missing_ok=True)
-                tmp.symlink_to(source)
-                os.replace(tmp, link)
-    except OSError:
-        return None
-    return base
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        link = folder / f"{name}.duckdb_extension"
+        if not link.exists() or link.resolve() != source.resolve():
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(source)
+            os.replace(tmp, link)
 
 
 def new_connection(*, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
