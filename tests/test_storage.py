@@ -304,3 +304,15 @@ def test_extensions_come_signed_from_the_pinned_packages_even_with_a_read_only_h
                               "AND extension_name = 'ducklake'").fetchall())
     assert loaded["ducklake"].startswith(str(tmp_path))  # linked from the package, nothing downloaded
     assert con.execute("SELECT current_setting('autoinstall_known_extensions')").fetchone() == (False,)
+
+
+def test_a_rejection_names_the_load_that_landed_its_body_and_a_rebuild_keeps_it(wh_dir, seed_bytes):
+    first = land(wh_dir, [(b"{broken", "a")])
+    second = land(wh_dir, [(b"[1, 2]", "b"), (_version(seed_bytes, 1, 1), "c")])
+    expected = [("a", first.load_id), ("b", second.load_id)]
+    assert rows(wh_dir, "SELECT source, load_id FROM rejected_payloads ORDER BY source") == expected
+    assert rows(wh_dir, "SELECT r.source, r.load_id FROM raw_payloads r JOIN rejected_payloads j "
+                        "USING (project_id, source, payload_sha256) ORDER BY 1") == expected
+    with Warehouse.open(wh_dir) as wh:
+        wh.rebuild()
+    assert rows(wh_dir, "SELECT source, load_id FROM rejected_payloads ORDER BY source") == expected

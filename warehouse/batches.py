@@ -22,7 +22,7 @@ def with_payload_ids(raw: pa.Table, raw_keys: pa.Table) -> pa.Table:
     return raw
 
 def rejected_with_load_ids(rejected: pa.Table, raw: pa.Table) -> pa.Table:
-    """Rejections re-derived from stored bodies keep the load that landed each body."""
+    """Each rejection carries the load that landed its body (a rebuild keeps it)."""
     if rejected.num_rows == 0:
         return rejected
     by_key = {(p, s, h): load for p, s, h, load in zip(*(raw.column(c).to_pylist() for c in

@@ -200,7 +200,7 @@ def _create_views(file: Path, counts: dict[str, int]) -> None:
     try:
         for view in schema.ALL_TABLES:
             if view.is_view:
-                con.execute(f'CREATE VIEW "{view.name}" AS {view.view_sql}')
+                con.execute(view.ddl())
                 con.execute(f"COMMENT ON VIEW \"{view.name}\" IS {lake.sql_literal(view.doc)}")
                 counts[view.name] = con.execute(f'SELECT count(*) FROM "{view.name}"').fetchone()[0]
         con.execute("CHECKPOINT")

@@ -236,7 +236,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
                                        [alias]).fetchall()}
     for view in schema.VIEWS:
         if view.name not in views:
-            statements.append(f'CREATE VIEW {alias}."{view.name}" AS {view.view_sql}')
+            statements.append(view.ddl(f'{alias}."{view.name}"'))
     if not statements:
         return
     con.execute("BEGIN")

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
 from warehouse import batches, failpoints, lake, schema
@@ -187,31 +186,14 @@ class Warehouse:
         report = LoadReport(load_id=load_id or new_load_id())
         if derive:
             report.add(self.derive_pending())
-        with ThreadPoolExecutor(1, thread_name_prefix="lake-commit") as pool:
-            committing = None
-            for batch in self._prepared(records, report, derive, batch_records, batch_bytes):
-                if committing is not None:
-                    committing.result()
-                committing = pool.submit(self._commit, batch, report)
-            if committing is not None:
-                committing.result()
+        self._commit_each(self._prepared(records, report, derive, batch_records, batch_bytes), report)
         return report
 
     def derive_pending(self, *, batch_records: int = DEFAULT_BATCH_RECORDS,
                        batch_bytes: int = DEFAULT_BATCH_BYTES) -> LoadReport:
         """Derive every landed body past the last derive snapshot, in landing order."""
         report = LoadReport(load_id=new_load_id())
-        start = self.raw_through()
-        if self.con.execute("SELECT count(*) FROM raw_payloads WHERE rowid > ?", [start]).fetchone()[0] == 0:
-            return report
-        with ThreadPoolExecutor(1, thread_name_prefix="lake-commit") as pool:
-            committing = None
-            for batch in self._stored_batches(start, batch_records, batch_bytes):
-                if committing is not None:
-                    committing.result()
-                committing = pool.submit(self._commit, batch, report)
-            if committing is not None:
-                committing.result()
+        self._commit_each(self._stored_batches(self.raw_through(), batch_records, batch_bytes), report)
         return report
 
     def rebuild(self, *, batch_records: int = DEFAULT_BATCH_RECORDS,
@@ -247,6 +229,7 @@ class Warehouse:
             if derive:
                 flat = flatten(chunk, redact=self.redact, shas=shas)
                 raw = batches.with_payload_ids(raw, flat.raw_keys)
+                flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
             yield _Batch(raw, flat)
 
     def _not_stored(self, chunk: list[RawRecord], shas: list[str]) -> list[int]:
@@ -294,13 +277,22 @@ class Warehouse:
             yield _Batch(raw.slice(0, 0), flat, raw_through=last)
 
     # -- committing (the commit thread) ------------------------------------------------
+    def _commit_each(self, prepared: Iterator[_Batch], report: LoadReport) -> None:
+        """Commit batches on one thread while this one prepares the next (at most one in flight)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="lake-commit") as pool:
+            committing = None
+            for batch in prepared:
+                if committing is not None:
+                    committing.result()
+                committing = pool.submit(self._commit, batch, report)
+            if committing is not None:
+                committing.result()
+
     def _commit(self, batch: _Batch, report: LoadReport) -> None:
         """The raw snapshot, then the derived one."""
         if batch.raw.num_rows:
             with transaction(self.con, "raw"):
-                self.con.register("raw_batch", batch.raw)
-                self.con.execute("INSERT INTO raw_payloads BY NAME SELECT * FROM raw_batch")
-                self.con.unregister("raw_batch")
+                self.insert(schema.RAW_PAYLOADS.name, batch.raw)
                 landed = LoadReport(landed=batch.raw.num_rows,
                                     projects=set(batch.raw.column("project_id").unique().to_pylist()))
                 self.label_snapshot("raw", landed, load_id=report.load_id)
@@ -328,12 +320,7 @@ class Warehouse:
         for table in schema.STORED_TIDY_TABLES:
             data = flat.series if table is schema.SYSTEM_METRIC_SERIES else flat.tables[table.name]
             self.insert(table.name, data)
-        if flat.rejected.num_rows:
-            rejected = flat.rejected
-            if pc.all(pc.is_null(rejected.column("load_id"))).as_py():
-                rejected = rejected.set_column(rejected.schema.get_field_index("load_id"), "load_id",
-                                               pa.array([report.load_id or None] * rejected.num_rows, pa.string()))
-            self.insert(schema.REJECTED_PAYLOADS.name, rejected)
+        self.insert(schema.REJECTED_PAYLOADS.name, flat.rejected)
         for project, job, version in zip(*(flat.keys.column(c).to_pylist() for c in schema.VERSION_KEY)):
             self._stored_versions(project).add((job, version))
         report.add(LoadReport(versions_loaded=flat.versions_loaded, rejected=flat.rejected.num_rows,
@@ -380,20 +367,6 @@ class Warehouse:
 def _raw_digest(source: str, sha: str) -> str:
     """A raw key (within a project) as 128 bits; the length prefix keeps (source, sha) unambiguous."""
     return sha256_hex(f"{len(source)}:{source}{sha}".encode())[:32]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @contextmanager
