@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets import conventions
 from assets.errors import user_errors
 from assets.loads import RAW_PAYLOADS
 from assets.metadata import SNAPSHOT_ID
@@ -21,13 +22,13 @@ from assets.tables import TABLE_KEYS
 from pipelines.resources import EXPORT_PARQUET_DIR_ENV, WarehouseResource
 from warehouse.export import ExportReport, export_parquet
 
-GROUP = "export"
-
-
 @dg.asset(
+    key=conventions.key("parquet_export"),
     deps=[RAW_PAYLOADS, *TABLE_KEYS],
-    group_name=GROUP,
+    group_name=conventions.MARTS_GROUP,
     kinds={"parquet"},
+    owners=conventions.owners(),
+    tags=conventions.tags("marts"),
     output_required=False,  # unset: nothing to materialize, and not a failure
     description="Every table as of the latest snapshot, as plain Parquet in `export_parquet_dir/<table>/` "
                 f"(off unless ${EXPORT_PARQUET_DIR_ENV} is set).",

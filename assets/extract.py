@@ -9,8 +9,9 @@ JSON, missing keys) are counted there, as `rejected_in_run` on rejected_payloads
 
 import dagster as dg
 
+from assets import conventions
 from assets.errors import user_errors
-from assets.loads import LOAD_IDS, error_answers
+from assets.loads import LOAD_IDS, RAW_PAYLOADS, error_answers
 from assets.metadata import definition_metadata, table_metadata
 from pipelines.modelarts.sync import ProjectReport
 from pipelines.partitions import project_partitions
@@ -39,11 +40,30 @@ class RawLanding:
         return report
 
 
+MODELARTS_API = dg.AssetSpec(
+    conventions.key("api"),
+    description="The ModelArts v1 training-job API (`GET /v1/{project_id}/training-jobs`, its versions and each "
+                "version's detail) of the configured endpoint, per project. Not materialized here: it is where "
+                "raw_payloads comes from.",
+    group_name=conventions.RAW_GROUP,
+    kinds={"api"},
+    owners=conventions.owners(),
+    tags=conventions.tags("source"),
+    partitions_def=project_partitions,
+)
+"""The source, as an external asset: the graph starts at the API, and lineage says where bytes come from."""
+
+
 @dg.asset(
+    key=RAW_PAYLOADS,
+    deps=[MODELARTS_API],
     partitions_def=project_partitions,
     pool=WAREHOUSE_POOL,
-    group_name="extract",
-    kinds={"python", "duckdb", "parquet"},
+    group_name=conventions.RAW_GROUP,
+    kinds={"python", "ducklake", "parquet"},
+    owners=conventions.owners(),
+    tags=conventions.tags("raw"),
+    freshness_policy=conventions.RAW_FRESHNESS,
     description=schema.RAW_PAYLOADS.doc,
     metadata=definition_metadata("raw_payloads"),
 )
@@ -67,17 +87,21 @@ def raw_payloads(context: dg.AssetExecutionContext, modelarts: ModelArtsResource
 
 
 def sync_metadata(report: ProjectReport) -> dict:
-    """The counts a data engineer asks about after a sync, under the names the CLI prints."""
+    """The counts a data engineer asks about after a sync; each key is explained in docs/dagster.md.
+
+    Versions and HTTP bodies are counted apart: a sync lands list pages too, so
+    `raw_bodies_landed` is usually more than `versions_fetched`.
+    """
     metadata = {
-        "listed": report.listed,
-        "fetched": report.fetched,
-        "skipped_final": report.skipped_final,
-        "failed": report.failed,
-        "retried": report.retried,
-        "requests": report.requests,
-        "landed": report.landed,
-        "jobs": report.jobs,
+        "jobs_listed": report.jobs,
         "jobs_unchanged": report.jobs_unchanged,
+        "versions_listed": report.listed,
+        "versions_fetched": report.fetched,
+        "versions_skipped_final": report.skipped_final,
+        "versions_not_fetched": report.failed,
+        "raw_bodies_landed": report.landed,
+        "requests": report.requests,
+        "requests_retried": report.retried,
         "elapsed_s": round(report.elapsed, 2),
     }
     if report.failures:

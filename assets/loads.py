@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import dagster as dg
 import duckdb
 
+from assets.conventions import key
 from pipelines.partitions import project_partitions
 
-RAW_PAYLOADS = dg.AssetKey("raw_payloads")
+RAW_PAYLOADS = key("raw_payloads")
 LOAD_IDS = "load_ids"  # metadata entry of the raw_payloads materialization
 
 

@@ -16,12 +16,13 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
+from assets import conventions
 from assets.errors import user_errors
 from assets.metadata import SNAPSHOT_ID
 from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
 from warehouse.maintenance import DEFAULT_RETENTION, MaintenanceReport, maintain
 
-GROUP = "maintenance"
+GROUP = conventions.MAINTENANCE_GROUP
 RETENTION_ENV = "MODELARTS_RETENTION_DAYS"
 
 
@@ -40,9 +41,12 @@ class MaintenanceConfig(dg.Config):
 
 
 @dg.asset(
+    key=conventions.key("lake_maintenance"),
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
-    kinds={"duckdb", "parquet"},
+    kinds={"ducklake", "parquet"},
+    owners=conventions.owners(),
+    tags=conventions.tags("maintenance"),
     description="Merge the lake's small files, expire snapshots older than the retention, delete unused files.",
 )
 def lake_maintenance(context: dg.AssetExecutionContext, config: MaintenanceConfig,

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from assets.conventions import key
 from warehouse import schema
 
 PREVIEW_ROWS = 5
@@ -36,11 +37,35 @@ def column_schema(table_name: str) -> dg.TableSchema:
     )
 
 
+LINEAGE_VIA = {"jobs": "job_versions"}
+"""Views whose columns come from another table of the lake rather than from the raw payloads."""
+
+
+def column_lineage(table_name: str) -> dg.TableColumnLineage | None:
+    """Each column back to the raw_payloads column it comes from.
+
+    A column raw_payloads has too (project_id, source, payload_sha256, load_id, ...) is
+    copied from it; every other column is parsed out of the landed bytes, `payload`.
+    `jobs` is a view over job_versions, so its columns point there.
+    """
+    if table_name == schema.RAW_PAYLOADS.name:
+        return None
+    upstream = LINEAGE_VIA.get(table_name, schema.RAW_PAYLOADS.name)
+    upstream_columns = {c.name for c in schema.TABLES[upstream].columns}
+    return dg.TableColumnLineage(deps_by_column={
+        c.name: [dg.TableColumnDep(asset_key=key(upstream),
+                                   column_name=c.name if c.name in upstream_columns else "payload")]
+        for c in schema.TABLES[table_name].columns
+    })
+
+
 def definition_metadata(table_name: str) -> dict[str, Any]:
-    """Static metadata, so the schema and key show in the UI before the first run."""
+    """Static metadata, so the schema, key and lineage show in the UI before the first run."""
     table = schema.TABLES[table_name]
+    lineage = column_lineage(table_name)
     return {
         "dagster/column_schema": column_schema(table_name),
+        **({"dagster/column_lineage": lineage} if lineage else {}),
         "dagster/table_name": f"modelarts.main.{table_name}",
         "key": ", ".join(table.key),
         # jobs and system_metric_samples are views: say so, or a reader looks for their files
@@ -83,9 +108,11 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table_name: str, project_id: 
     `snapshot_id` names the lake snapshot the numbers are from, so a row count in the
     UI can be reproduced with `connect(folder, snapshot=...)` (and found in `loads`).
     """
+    lineage = column_lineage(table_name)
     metadata = {
         "dagster/row_count": project_row_count(con, table_name, project_id),
         "dagster/column_schema": column_schema(table_name),
+        **({"dagster/column_lineage": lineage} if lineage else {}),
         "preview": dg.MetadataValue.md(preview_markdown(con, table_name, project_id)),
     }
     if snapshot_id is not None:

@@ -1,10 +1,11 @@
 """The tidy tables, one asset each, all derived in one step from the landed raw payloads.
 
-One `@multi_asset` and not nine assets because the warehouse writes every table of a
-version in one transaction (one lake snapshot per batch, `Warehouse.derive_pending`):
-nine steps would either repeat that work or show tables that were never written on
-their own. It cannot be subset for the same reason. The graph still shows each table, its schema and its
-row count, and a check can target each one.
+One subsettable `@multi_asset` rather than nine assets because the warehouse writes
+every table of a version in one transaction (one lake snapshot per batch,
+`Warehouse.derive_pending`): nine steps would each open the writer only for the first
+to do the work. Select any table, or any few, and the step derives what is pending
+(into every table: that is the warehouse's guarantee) and reports the tables selected;
+select them all, as the sync job does, and it reports all nine.
 
 `derive_pending` derives every body landed and not derived yet, whatever its project
 (in landing order, which is what keeps re-derived versions right), so a partition's
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets import conventions
 from assets.errors import user_errors
 from assets.loads import RAW_PAYLOADS, brought, latest_load_ids
 from assets.metadata import SNAPSHOT_ID, definition_metadata, table_metadata
@@ -28,22 +30,25 @@ TABLE_NAMES = (
     "job_versions", "jobs", "parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes",
     "rejected_payloads", "field_issues",
 )
-GROUP = "warehouse"
 
 
 def _spec(name: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        name,
+        conventions.key(name),
         deps=[RAW_PAYLOADS],
         description=schema.TABLES[name].doc,
-        group_name=GROUP,
-        kinds={"duckdb", "parquet"},
+        group_name=conventions.TABLES_GROUP,
+        kinds={"ducklake", "duckdb", "parquet"},
+        owners=conventions.owners(),
+        tags=conventions.tags("tables"),
+        automation_condition=conventions.TABLES_AUTOMATION,
         metadata=definition_metadata(name),
     )
 
 
 TABLE_SPECS = [_spec(name) for name in TABLE_NAMES]
 TABLE_KEYS = [spec.key for spec in TABLE_SPECS]
+NAME_OF = {conventions.key(name): name for name in TABLE_NAMES}
 
 
 @dg.multi_asset(
@@ -51,11 +56,13 @@ TABLE_KEYS = [spec.key for spec in TABLE_SPECS]
     specs=TABLE_SPECS,
     partitions_def=project_partitions,
     pool=WAREHOUSE_POOL,
+    can_subset=True,
     description="Derive the tidy tables from every raw payload not derived yet (all projects, in landing order); "
-                "report the partition's project.",
+                "report the selected tables for the partition's project.",
 )
 def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     project_id = context.partition_key
+    selected = [NAME_OF[k] for k in TABLE_KEYS if k in context.selected_asset_keys]
     load_ids = latest_load_ids(context.instance, project_id)
     with user_errors():
         snapshot = derive(warehouse)
@@ -66,9 +73,9 @@ def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                 f"{new['rejected_payloads']} rejected payloads, {new['field_issues']} field issues "
                 f"({SNAPSHOT_ID} {snapshot})"
             )
-            for name in TABLE_NAMES:
+            for name in selected:
                 extra = {IN_RUN[name]: new[name]} if name in IN_RUN else {}
-                yield dg.MaterializeResult(asset_key=name,
+                yield dg.MaterializeResult(asset_key=conventions.key(name),
                                            metadata={**table_metadata(con, name, project_id, snapshot), **extra})
 
 

@@ -86,7 +86,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def _materialization(result, key: str):
     for event in result.get_asset_materialization_events():
-        if event.materialization.asset_key.to_user_string() == key:
+        if event.materialization.asset_key.path[-1] == key:
             return {k: v.value for k, v in event.materialization.metadata.items()}
     return {}
 
@@ -96,8 +96,9 @@ def sync_line(result) -> str:
     rejected = _materialization(result, "rejected_payloads").get("rejected_in_run", "?")
     if not raw:
         return "raw_payloads was not materialized (see the run's logs in dagster dev)"
-    return (f"listed {raw['listed']}, fetched {raw['fetched']}, skipped as final {raw['skipped_final']}, "
-            f"rejected {rejected}, retried {raw['retried']}, not fetched {raw['failed']}")
+    return (f"listed {raw['versions_listed']}, fetched {raw['versions_fetched']}, "
+            f"skipped as final {raw['versions_skipped_final']}, rejected {rejected}, "
+            f"retried {raw['requests_retried']}, not fetched {raw['versions_not_fetched']}")
 
 
 def checks_line(result) -> str:

@@ -33,12 +33,14 @@ sync_all_projects = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(MAINTENANCE_GROUP),
     description="Fetch new and unfinished versions of a project, land them raw, derive every table, run the checks, "
                 "export to Parquet if configured.",
+    executor_def=dg.in_process_executor,
 )
 
 maintain_warehouse = dg.define_asset_job(
     "maintain_warehouse",
     selection=dg.AssetSelection.groups(MAINTENANCE_GROUP),
     description="Merge the lake's small files, expire old snapshots, delete files nothing needs.",
+    executor_def=dg.in_process_executor,
 )
 
 

@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 import dagster as dg  # noqa: E402
 
 from assets.checks import ALL_CHECKS  # noqa: E402
+from assets.conventions import key  # noqa: E402
 from assets.export import parquet_export  # noqa: E402
 from assets.extract import raw_payloads  # noqa: E402
 from assets.maintenance import lake_maintenance  # noqa: E402
@@ -70,22 +71,22 @@ def materialize(project, resources, instance, **kwargs) -> dg.ExecuteInProcessRe
     return result
 
 
-def metadata(result, key: str) -> dict:
+def metadata(result, name: str) -> dict:
     (event,) = [e for e in result.get_asset_materialization_events()
-                if e.materialization.asset_key == dg.AssetKey(key)]
+                if e.materialization.asset_key == key(name)]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def checks(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
-    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
 
 
 def db(resources) -> duckdb.DuckDBPyConnection:
     return connect(resources["warehouse"].folder)
 
 
-def materialized(result, key: str) -> bool:
-    return any(e.materialization.asset_key == dg.AssetKey(key) for e in result.get_asset_materialization_events())
+def materialized(result, name: str) -> bool:
+    return any(e.materialization.asset_key == key(name) for e in result.get_asset_materialization_events())
 
 
 def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, resources, instance):
@@ -96,9 +97,9 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
         truth = sim.world.truth(project)
         rejected = {(t.job_id, t.version_id) for t in truth if REJECTING_FAULTS & set(t.faults)}
         raw = metadata(result, "raw_payloads")
-        assert raw["listed"] == raw["fetched"] == len(truth)
-        assert raw["skipped_final"] == 0 and raw["failed"] == 0
-        assert raw["retried"] >= 0 and len(raw["load_ids"]) >= 1
+        assert raw["versions_listed"] == raw["versions_fetched"] == len(truth)
+        assert raw["versions_skipped_final"] == 0 and raw["versions_not_fetched"] == 0
+        assert raw["requests_retried"] >= 0 and len(raw["load_ids"]) >= 1
 
         # the tables hold exactly the simulator's versions, less the rejected ones, with their status
         stored = dict(((j, v), final) for j, v, final in con.execute(
@@ -130,7 +131,7 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
             assert then.execute("SELECT count(*) FROM job_versions WHERE project_id = ?",
                                 [project]).fetchone()[0] == len(stored)
 
-    stored_as = {key.to_user_string(): spec.metadata["stored_as"] for key, spec in derive_tables.specs_by_key.items()}
+    stored_as = {k.path[-1]: spec.metadata["stored_as"] for k, spec in derive_tables.specs_by_key.items()}
     assert stored_as["jobs"] == stored_as["system_metric_samples"] == "view" and stored_as["volumes"] == "table"
 
     # both projects are stored; every snapshot the runs committed is in the ledger as Dagster's
@@ -153,10 +154,10 @@ def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resou
     new_or_changed = {k[1:] for k in changes.changed if k[0] == project}
     rejected_before = {(t.job_id, t.version_id) for t in truth
                        if REJECTING_FAULTS & set(t.faults) and (t.job_id, t.version_id) not in new_or_changed}
-    assert raw["listed"] == len(truth)
+    assert raw["versions_listed"] == len(truth)
     # final versions are never fetched again; rejected ones are (they are not stored), and land as duplicates
-    assert raw["fetched"] == len(new_or_changed) + len(rejected_before)
-    assert raw["skipped_final"] == len(truth) - raw["fetched"]
+    assert raw["versions_fetched"] == len(new_or_changed) + len(rejected_before)
+    assert raw["versions_skipped_final"] == len(truth) - raw["versions_fetched"]
 
     new_rejections = {k for k in new_or_changed
                       if any(REJECTING_FAULTS & set(t.faults) for t in truth if (t.job_id, t.version_id) == k)}
@@ -181,9 +182,12 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
         # a view as an older version of the code would have left it: a column short
         con.execute(f"CREATE OR REPLACE VIEW jobs AS SELECT * EXCLUDE (job_desc) FROM ({schema.JOBS.view_sql})")
 
-    # the checks alone, as "Execute checks" in the UI runs them: unpartitioned, over every project
+    # the checks alone, as "Execute checks" in the UI runs them: unpartitioned, over every project.
+    # ERROR checks are blocking, so the run fails (and says which checks), after scoring every one
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
-                            instance=instance)
+                            instance=instance, raise_on_error=False)
+    assert not result.success
+    assert len(checks(result)) == 31
     failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
     assert set(failed) == {
         ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
@@ -231,7 +235,7 @@ def test_export_after_sync_is_off_by_default_and_does_nothing(sim, resources, in
     assert resources["warehouse"].export_parquet_dir is None
     result = materialize(PROJECTS[0], resources, instance)
     assert not materialized(result, "parquet_export")
-    assert any(e.is_step_success and e.step_key == "parquet_export" for e in result.all_events)  # ran, did nothing
+    assert any(e.is_step_success and e.step_key == "modelarts__parquet_export" for e in result.all_events)  # ran, did nothing
     assert list(tmp_path.iterdir()) == [Path(resources["warehouse"].folder)]  # the lake, and no export beside it
 
 
@@ -268,7 +272,7 @@ def test_maintenance_merges_the_small_files_of_several_syncs(sim, resources, ins
     materialize(PROJECTS[0], resources, instance)
 
     result = dg.materialize([lake_maintenance], resources={"warehouse": resources["warehouse"]}, instance=instance,
-                            run_config={"ops": {"lake_maintenance": {"config": {"retention_days": 0}}}})
+                            run_config={"ops": {"modelarts__lake_maintenance": {"config": {"retention_days": 0}}}})
     assert result.success
     meta = metadata(result, "lake_maintenance")
     assert meta["retention_days"] == 0
@@ -288,7 +292,45 @@ def test_maintenance_merges_the_small_files_of_several_syncs(sim, resources, ins
 def test_maintenance_with_a_negative_retention_fails_with_one_readable_line(tmp_path, instance):
     warehouse = WarehouseResource(folder=str(tmp_path / "wh"))
     result = dg.materialize([lake_maintenance], resources={"warehouse": warehouse}, instance=instance,
-                            run_config={"ops": {"lake_maintenance": {"config": {"retention_days": -1}}}},
+                            run_config={"ops": {"modelarts__lake_maintenance": {"config": {"retention_days": -1}}}},
                             raise_on_error=False)
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "negative" in failure.step_failure_data.user_failure_data.description
+
+
+def test_a_failing_error_check_blocks_the_export_downstream(sim, resources, instance, tmp_path, monkeypatch):
+    monkeypatch.setenv(EXPORT_VAR, str(tmp_path / "export"))
+    resources = {**resources, "warehouse": WarehouseResource(folder=resources["warehouse"].folder,
+                                                             export_parquet_dir=dg.EnvVar(EXPORT_VAR))}
+    materialize(PROJECTS[0], resources, instance)
+    with Warehouse(resources["warehouse"].folder, source="test") as wh:
+        wh.con.execute("INSERT INTO parameters SELECT * FROM parameters LIMIT 1")  # a duplicate key
+
+    result = dg.materialize(EVERYTHING, partition_key=PROJECTS[0], resources=resources, instance=instance,
+                            raise_on_error=False)
+    assert not result.success
+    assert not checks(result)[("parameters", "unique_key")].passed
+    assert not materialized(result, "parquet_export")
+    assert not any(e.is_step_success and e.step_key == "modelarts__parquet_export" for e in result.all_events)
+
+
+def test_one_table_materializes_alone_and_reports_only_itself(sim, resources, instance):
+    project = PROJECTS[0]
+    dg.materialize(EVERYTHING, selection=[key("raw_payloads")], partition_key=project, resources=resources,
+                   instance=instance)
+    result = dg.materialize(EVERYTHING, selection=[key("job_versions")], partition_key=project,
+                            resources=resources, instance=instance)
+    assert [e.materialization.asset_key for e in result.get_asset_materialization_events()] == [key("job_versions")]
+    truth = sim.world.truth(project)
+    rejected = {(t.job_id, t.version_id) for t in truth if REJECTING_FAULTS & set(t.faults)}
+    assert metadata(result, "job_versions")["dagster/row_count"] == len(truth) - len(rejected)
+
+
+def test_one_check_executes_alone_against_what_is_stored(sim, resources, instance):
+    materialize(PROJECTS[0], resources, instance)
+    check = dg.AssetCheckKey(key("volumes"), "has_version")
+    result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.checks(check), resources=resources,
+                            instance=instance)
+    assert list(checks(result)) == [("volumes", "has_version")]
+    assert result.get_asset_materialization_events() == []
+    assert checks(result)[("volumes", "has_version")].passed

@@ -45,9 +45,10 @@ def test_maintenance_schedule_runs_the_maintenance_asset_alone_daily_and_stopped
     maintenance = defs.resolve_job_def("maintain_warehouse")
     sync = defs.resolve_job_def("sync_all_projects")
     assert maintenance.partitions_def is None  # the whole lake at once
-    assert {k.to_user_string() for k in maintenance.asset_layer.executable_asset_keys} == {"lake_maintenance"}
+    assert {k.to_user_string() for k in maintenance.asset_layer.executable_asset_keys} == {"modelarts/lake_maintenance"}
     synced = {k.to_user_string() for k in sync.asset_layer.executable_asset_keys}
-    assert "lake_maintenance" not in synced and {"raw_payloads", "job_versions", "parquet_export"} <= synced
+    assert "modelarts/lake_maintenance" not in synced
+    assert {"modelarts/raw_payloads", "modelarts/job_versions", "modelarts/parquet_export"} <= synced
 
 
 def test_maintenance_settings_come_from_the_environment():

@@ -1,6 +1,7 @@
 """The code location as the Dagster tools load it, from the repository root, in real processes.
 
-- `dagster definitions validate -w workspace.yaml`: what `dagster dev -w workspace.yaml` loads.
+- `dagster definitions validate -w workspace.yaml`: what `dagster dev -w workspace.yaml` loads;
+  `dg check defs`: what `dg dev` loads, from `[tool.dg]` in pyproject.toml.
 - two `dagster asset materialize` processes on two partitions at once, sharing one
   instance (pool limit 1) and one warehouse: parallel partitions must both succeed.
 """
@@ -17,10 +18,10 @@ from warehouse import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
+DG = str(Path(sys.executable).parent / "dg")
 PROJECTS = ["proj-a", "proj-b"]
 POOL_LIMIT_1 = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
-IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'  # one process per run: fast, and what we test
-SYNC_SELECTION = "raw_payloads*"  # what sync_all_projects runs: the extract and all downstream, not maintenance
+SYNC_SELECTION = "modelarts/raw_payloads*"  # what sync_all_projects runs: the extract and all downstream, not maintenance
 
 
 def _home(tmp_path: Path) -> Path:
@@ -46,6 +47,18 @@ def test_workspace_yaml_points_at_the_definitions_module_and_validates(tmp_path)
     assert "Validation successful for code location modelarts_etl" in done.stdout + done.stderr
 
 
+def test_dg_loads_the_same_definitions_from_pyproject(tmp_path):
+    """`dg dev` is Dagster's documented way now; [tool.dg] in pyproject.toml points it at the same module."""
+    env = _env(DAGSTER_HOME=str(_home(tmp_path)), VIRTUAL_ENV=str(Path(sys.executable).parents[1]))
+    done = subprocess.run([DG, "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
+    listed = subprocess.run([DG, "list", "defs", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert listed.returncode == 0, listed.stderr
+    assert "modelarts/job_versions" in listed.stdout and "sync_all_projects_schedule" in listed.stdout
+
+
 def test_two_partitions_materialized_at_once_from_the_cli_both_succeed(tmp_path):
     home, warehouse = _home(tmp_path), tmp_path / "wh"
     with SimulatorServer(World(projects=PROJECTS, jobs=5, seed=5), token="cli-t0k") as sim:
@@ -54,7 +67,7 @@ def test_two_partitions_materialized_at_once_from_the_cli_both_succeed(tmp_path)
         procs = [
             subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "pipelines.definitions",
                               "--select", SYNC_SELECTION,
-                              "--partition", project, "--config-json", IN_PROCESS],
+                              "--partition", project],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for project in PROJECTS
         ]
