@@ -7,6 +7,7 @@ schedules' crons, the maintenance retention.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -31,9 +32,17 @@ def _warehouse_folder() -> str:
     return str(Path(warehouse_dir()).resolve())
 
 
+def _assets() -> list:
+    """Every asset, with a link to its source in the UI. Code references are a beta API of Dagster's,
+    stable for years now; its warning would greet every `dg dev`, so it is silenced here, and only here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return list(dg.with_source_code_references([MODELARTS_API, raw_payloads, derive_tables, parquet_export,
+                                                    lake_maintenance]))
+
+
 defs = dg.Definitions(
-    assets=dg.with_source_code_references([MODELARTS_API, raw_payloads, derive_tables, parquet_export,
-                                           lake_maintenance]),
+    assets=_assets(),
     asset_checks=ALL_CHECKS,
     # One process per run, steps in turn: every writing step takes the warehouse's one lock anyway,
     # and a process per step cost seconds each (a 2 s sync took 35 s from the UI).
