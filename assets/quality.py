@@ -42,12 +42,12 @@ def _scope(project_id: str | None, alias: str = "") -> tuple[str, list]:
 
 def _finding(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> Finding:
     """Count the rows `sql` returns and keep a few; the count is what passes or fails."""
-    bad = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
-    if not bad:
+    cur = con.execute(f"SELECT *, count(*) OVER () AS _bad_rows FROM ({sql}) LIMIT {SAMPLE_ROWS}", params)
+    names = [d[0] for d in cur.description][:-1]
+    rows = cur.fetchall()
+    if not rows:
         return Finding(0)
-    cur = con.execute(f"SELECT * FROM ({sql}) LIMIT {SAMPLE_ROWS}", params)
-    names = [d[0] for d in cur.description]
-    return Finding(bad, [{n: _plain(v) for n, v in zip(names, row)} for row in cur.fetchall()])
+    return Finding(rows[0][-1], [{n: _plain(v) for n, v in zip(names, row)} for row in rows])
 
 
 def _plain(value):

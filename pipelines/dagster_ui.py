@@ -113,12 +113,14 @@ class DagsterUI:
         return answer["data"]
 
     def launch(self, assets: list[list[str]] = (), checks: list[tuple[list[str], str]] = (),
-               partition: str | None = None) -> str:
-        """What "Materialize" (assets) or "Execute" (checks) does; the run id."""
+               partition: str | None = None, job: str | None = None) -> str:
+        """What "Materialize" (assets) or "Execute" (checks) does, or launching `job` whole; the run id."""
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job or ASSET_JOB}
+        if not job:
+            selector.update(assetSelection=[{"path": p} for p in assets],
+                            assetCheckSelection=[{"assetKey": {"path": p}, "name": n} for p, n in checks])
         params = {
-            "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": ASSET_JOB,
-                         "assetSelection": [{"path": p} for p in assets],
-                         "assetCheckSelection": [{"assetKey": {"path": p}, "name": n} for p, n in checks]},
+            "selector": selector,
             "mode": "default",
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}] if partition else []},
         }

@@ -35,13 +35,19 @@ ORDER BY versions DESC
 LIMIT 5"""
 
 # The instance config written on first use: pool limit 1 serialises warehouse writers
-# across runs in `dagster dev`; telemetry off because the demo promises loopback only.
+# across runs in `dg dev`; the daemon looks at the run queue every second, not every 5 (a
+# launched sync starts ~2 s sooner); telemetry off because the demo promises loopback only.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 """
 
 
@@ -186,8 +192,8 @@ def main() -> int:
     print_summary(warehouse)
     repo = Path(__file__).resolve().parents[1]
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Browse the runs, assets and checks with:\n"
-          f"  DAGSTER_HOME={home} MODELARTS_WAREHOUSE={warehouse} {Path(sys.executable).parent}/dagster dev "
-          f"-w {repo / 'workspace.yaml'}")
+          f"  cd {repo} && DAGSTER_HOME={home} MODELARTS_WAREHOUSE={warehouse} "
+          f"VIRTUAL_ENV={Path(sys.executable).parents[1]} {Path(sys.executable).parent}/dg dev")
     return 0 if ok else 1
 
 

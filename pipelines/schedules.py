@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.checks import STRUCTURE_CHECKS
 from assets.maintenance import GROUP as MAINTENANCE_GROUP
 from pipelines.partitions import project_partitions
 
@@ -30,7 +31,8 @@ DEFAULT_MAINTENANCE_CRON = "30 3 * * *"
 
 sync_all_projects = dg.define_asset_job(
     "sync_all_projects",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(MAINTENANCE_GROUP),
+    selection=(dg.AssetSelection.all() - dg.AssetSelection.groups(MAINTENANCE_GROUP)
+               - dg.AssetSelection.checks(*STRUCTURE_CHECKS)),
     description="Fetch new and unfinished versions of a project, land them raw, derive every table, run the checks, "
                 "export to Parquet if configured.",
     executor_def=dg.in_process_executor,
@@ -38,8 +40,9 @@ sync_all_projects = dg.define_asset_job(
 
 maintain_warehouse = dg.define_asset_job(
     "maintain_warehouse",
-    selection=dg.AssetSelection.groups(MAINTENANCE_GROUP),
-    description="Merge the lake's small files, expire old snapshots, delete files nothing needs.",
+    selection=dg.AssetSelection.groups(MAINTENANCE_GROUP) | dg.AssetSelection.checks(*STRUCTURE_CHECKS),
+    description="Merge the lake's small files, expire old snapshots, delete files nothing needs; check every "
+                "table's columns against the contract.",
     executor_def=dg.in_process_executor,
 )
 

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from pipelines.dagster_ui import DagsterUI
+from pipelines.demo import DAGSTER_YAML
 from pipelines.modelarts.simulator import SimulatorServer, World
 from warehouse import connect
 
@@ -20,7 +21,6 @@ JOB_VERSIONS = ["modelarts", "job_versions"]
 SYNC_ASSETS = [RAW] + [["modelarts", t] for t in (
     "job_versions", "jobs", "parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes",
     "rejected_payloads", "field_issues")]
-DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,117 @@
+"""What Dagster adds to a sync: the demo's two syncs through the CLI, through `dagster asset materialize`,
+and launched from the UI (`dg dev`, GraphQL, the daemon's queue, a run worker), side by side.
+
+    .venv/bin/python benchmarks/dagster_overhead.py [--rounds 3]
+
+Each round and each way gets a fresh simulator world (the demo's: 40 jobs, seed 7, its payload
+and transient faults) and a fresh warehouse; sync 1, the simulated clock moves 6 hours, sync 2.
+The figure is the wall time of both syncs, each as its own process or run, from start to end
+(the UI's start-up is not counted: it is started once, as a user leaves it running). Ratios are
+against the CLI, within the same round, since the machine is shared.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.dagster_ui import DagsterUI  # noqa: E402
+from pipelines.demo import ADVANCE_HOURS, DAGSTER_YAML, SIM_JOBS, SIM_SEED  # noqa: E402
+from pipelines.modelarts.simulator import DEFAULT_PROJECT_ID, SimulatorServer, TransientFaults, World  # noqa: E402
+
+TOKEN = "bench-t0k"
+BIN = Path(sys.executable).parent
+
+
+def _world() -> tuple[World, TransientFaults]:
+    world = World(projects=[DEFAULT_PROJECT_ID], jobs=SIM_JOBS, seed=SIM_SEED, payload_fault_rate=0.06)
+    faults = TransientFaults(rate=0.03, kinds=("throttle", "server_error", "drop"), seed=SIM_SEED, max_per_path=1,
+                             retry_after=0)
+    return world, faults
+
+
+def _env(sim_url: str, home: Path, warehouse: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_"))}
+    return {**env, "DAGSTER_HOME": str(home), "MODELARTS_ENDPOINT": sim_url, "MODELARTS_TOKEN": TOKEN,
+            "MODELARTS_PROJECT_IDS": DEFAULT_PROJECT_ID, "MODELARTS_WAREHOUSE": str(warehouse),
+            "MODELARTS_RATE": "0"}
+
+
+def _home(tmp: Path) -> Path:
+    home = tmp / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return home
+
+
+def _timed_process(cmd: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def two_syncs(way: str, tmp: Path) -> float:
+    world, faults = _world()
+    home, warehouse = _home(tmp), tmp / "wh"
+    with SimulatorServer(world, token=TOKEN, faults=faults) as sim:
+        env = _env(sim.url, home, warehouse)
+        if way == "ui":
+            with DagsterUI(env, log=tmp / "dg-dev.log") as ui:
+                first = _ui_sync(ui)
+                world.advance(ADVANCE_HOURS * 3600)
+                return first + _ui_sync(ui)
+        cmd = {
+            "cli": [str(BIN / "modelarts-etl"), "sync", "--project-id", DEFAULT_PROJECT_ID, "--rate", "0", "--quiet"],
+            "dagster_cli": [str(BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions",
+                            "-j", "sync_all_projects", "--tags", f'{{"dagster/partition": "{DEFAULT_PROJECT_ID}"}}'],
+        }[way]
+        total = 0.0
+        for _ in range(2):
+            total += _timed_process(cmd, env)
+            world.advance(ADVANCE_HOURS * 3600)
+        return total
+
+
+def _ui_sync(ui: DagsterUI) -> float:
+    started = time.perf_counter()
+    run_id = ui.launch(job="sync_all_projects", partition=DEFAULT_PROJECT_ID)
+    status = ui.wait_run(run_id)
+    if status != "SUCCESS":
+        raise SystemExit(f"UI run {run_id}: {status}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ways = ("cli", "dagster_cli", "ui")
+    figures: dict[str, list[float]] = {w: [] for w in ways}
+    ratios: dict[str, list[float]] = {w: [] for w in ways}
+    for n in range(args.rounds):
+        round_figures = {}
+        for way in ways:
+            with tempfile.TemporaryDirectory() as tmp:
+                round_figures[way] = two_syncs(way, Path(tmp))
+        for way in ways:
+            figures[way].append(round_figures[way])
+            ratios[way].append(round_figures[way] / round_figures["cli"])
+        print(f"round {n + 1}: " + ", ".join(f"{w} {s:.1f} s" for w, s in round_figures.items()), flush=True)
+    print(f"\nthe demo's two syncs ({SIM_JOBS} jobs), median of {args.rounds} rounds:")
+    for way in ways:
+        print(f"  {way:<12} {statistics.median(figures[way]):6.1f} s   "
+              f"x{statistics.median(ratios[way]):.2f} of the CLI (range x{min(ratios[way]):.2f}-x{max(ratios[way]):.2f})")
+
+
+if __name__ == "__main__":
+    main()
