@@ -36,7 +36,7 @@ def records_from_raw(table: pa.Table) -> list[RawRecord]:
         RawRecord(
             body=row["payload"], project_id=row["project_id"], source=row["source"], kind=row["kind"],
             http_status=row["http_status"], job_id=row["job_id"], version_id=row["version_id"],
-            fetched_at=row["fetched_at"],
+            fetched_at=row["fetched_at"], training_job_id=row.get("training_job_id"),
         )
         for row in table.to_pylist()
     ]
@@ -54,6 +54,7 @@ def raw_table(chunk: list[RawRecord], shas: list[str], load_id: str) -> pa.Table
         cols["payload_sha256"].append(sha)
         cols["byte_size"].append(len(r.body))
         cols["load_id"].append(load_id)
+        cols["training_job_id"].append(r.training_job_id)
     cols["payload"] = binary_array([r.body for r in chunk], cols["byte_size"])
     return pa.Table.from_pydict(cols, schema=schema.RAW_PAYLOADS.schema)
 

@@ -8,7 +8,12 @@ from datetime import datetime, timezone
 VERSION_DETAIL = "version_detail"
 JOB_LIST = "job_list"
 VERSION_LIST = "version_list"
-KINDS = (VERSION_DETAIL, JOB_LIST, VERSION_LIST)
+V2_JOB_SEARCH = "v2_job_search"
+V2_JOB_DETAIL = "v2_job_detail"
+V2_METRICS = "v2_metrics"
+V2_EVENTS = "v2_events"
+V2_KINDS = (V2_JOB_SEARCH, V2_JOB_DETAIL, V2_METRICS, V2_EVENTS)
+KINDS = (VERSION_DETAIL, JOB_LIST, VERSION_LIST) + V2_KINDS
 # what a ModelArts project id may hold: it becomes part of URLs and of stored keys
 PROJECT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -23,7 +28,8 @@ class RawRecord:
 
     `job_id`/`version_id` are hints from the request URL (or None for files); the
     payload's own ids win when they are usable. Only `version_detail` records are
-    flattened into tidy tables; list pages are landed for the record.
+    flattened into tidy tables; list pages are landed for the record. v2 bodies carry
+    `training_job_id` (a UUID string) instead, and are flattened by flatten_v2.py.
     """
 
     body: bytes
@@ -34,3 +40,4 @@ class RawRecord:
     job_id: int | None = None
     version_id: int | None = None
     fetched_at: datetime = field(default_factory=utc_now)
+    training_job_id: str | None = None

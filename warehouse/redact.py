@@ -45,6 +45,22 @@ def redact_command(command: str | None) -> str | None:
     return _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{MASK}", command) if "@" in command else command
 
 
+_QUERY_PARAM = re.compile(r"(?P<lead>[?&;](?P<name>[^=&#\s]+)=)(?P<val>[^&#\s]*)")
+
+
+def redact_url(text: str | None) -> str | None:
+    """Mask credentials in URLs: `user:password@` and the values of secret-looking query parameters
+    (`?token=...`, `&access_key=...`), as v2 endpoints and OBS/SWR addresses may carry them."""
+    if not text:
+        return text
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('lead')}{MASK}", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(lambda m: m.group("lead") + (MASK if is_secret_label(m.group("name"))
+                                                            else m.group("val")), text)
+    return text
+
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 

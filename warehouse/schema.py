@@ -21,6 +21,7 @@ _DUCKDB_TYPES = {
     pa.binary(): "BLOB",
     UTC_TS: "TIMESTAMPTZ",
     pa.list_(pa.float64()): "DOUBLE[]",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
 
@@ -278,7 +279,8 @@ RAW_PAYLOADS = Table(
     "Each batch's bodies commit as their own snapshot before anything derived from them.",
     _RAW_KEY
     + (
-        _c("kind", S, "version_detail, job_list or version_list"),
+        _c("kind", S, "version_detail, job_list or version_list (v1); v2_job_search, v2_job_detail, v2_metrics or "
+                      "v2_events (v2)"),
         _c("source", S, "URL (no credentials) or file path (with :line for JSONL)"),
         _c("fetched_at", UTC_TS, "When it was received"),
         _c("http_status", I32, "HTTP status of the response (NULL for files)"),
@@ -286,6 +288,7 @@ RAW_PAYLOADS = Table(
         _c("byte_size", I64, "Length of the bytes"),
         _c("payload", pa.binary(), "The bytes exactly as received"),
         _c("load_id", S, "The load (one ingest or sync) that landed it"),
+        _c("training_job_id", S, "v2 bodies: the training job UUID of the request (job_id and version_id are NULL)"),
     ),
     ("project_id", "source", "payload_sha256"),
     version_scoped=False,
@@ -358,18 +361,23 @@ TIDY_TABLES: tuple[Table, ...] = (
 )
 """Tables written per payload version (all replaced together when a version is loaded again)."""
 
-ALL_TABLES: tuple[Table, ...] = (
+V1_TABLES: tuple[Table, ...] = (
     JOB_VERSIONS, JOBS, PARAMETERS, DATA_SOURCES, CLASS_METRICS, SYSTEM_METRIC_SAMPLES, VOLUMES,
     RAW_PAYLOADS, REJECTED_PAYLOADS, FIELD_ISSUES,
 )
+"""The tables of the v1 API, and the shared raw and rejected tables."""
+
+from warehouse import schema_v2  # noqa: E402  (the v2 tables are built from Column and Table above)
+
+ALL_TABLES: tuple[Table, ...] = V1_TABLES + schema_v2.ALL
 TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}
 
 STORED_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTEM_METRIC_SAMPLES else t
                                               for t in TIDY_TABLES)
 """What the lake stores per version: the tidy tables, with the samples as series."""
 
-STORED_TABLES: tuple[Table, ...] = (RAW_PAYLOADS,) + STORED_TIDY_TABLES + (REJECTED_PAYLOADS,)
+STORED_TABLES: tuple[Table, ...] = (RAW_PAYLOADS,) + STORED_TIDY_TABLES + (REJECTED_PAYLOADS,) + schema_v2.STORED
 """Every table with rows of its own in the lake (the others are views over them)."""
 
-VIEWS: tuple[Table, ...] = tuple(t for t in ALL_TABLES if t.is_view) + (LOADS,)
+VIEWS: tuple[Table, ...] = tuple(t for t in V1_TABLES if t.is_view) + schema_v2.VIEWS + (LOADS,)
 """Views in the lake, created after the tables they read."""

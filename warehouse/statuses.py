@@ -23,3 +23,16 @@ def status_name(code: int | None) -> str | None:
 
 def is_final(code: int | None) -> bool:
     return code in FINAL_STATUSES
+
+
+# v2 phases (new-version training). Final: Completed (done); Failed (the run failed and is not
+# retried in place: a retry is a new run record, not a phase change back); Terminated (stopped by a
+# user); Abnormal (the docs' example: secondary phase CreateFailed, the job never ran). Creating,
+# Pending, Running and Terminating can still change, and so can any phase the docs do not list.
+FINAL_PHASES: frozenset[str] = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
+PHASES: tuple[str, ...] = ("Creating", "Pending", "Running", "Failed", "Completed", "Terminating", "Terminated",
+                           "Abnormal")
+
+
+def is_final_phase(phase: str | None) -> bool:
+    return phase in FINAL_PHASES

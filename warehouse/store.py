@@ -30,8 +30,9 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock, Timeout
 
-from warehouse import batches, failpoints, lake, schema
+from warehouse import batches, failpoints, lake, schema, store_v2
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
+from warehouse.flatten_v2 import V2Batch, flatten_v2, has_v2
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.records import PROJECT_ID_PATTERN, RawRecord
 
@@ -71,11 +72,12 @@ class LoadReport:
     versions_loaded: int = 0
     rejected: int = 0
     field_issues: int = 0
+    v2_jobs_loaded: int = 0  # v2 job details whose tidy rows were (re)written
     load_id: str = ""
     projects: set[str] = field(default_factory=set)
 
     def add(self, other: "LoadReport") -> None:
-        for name in ("landed", "duplicates", "versions_loaded", "rejected", "field_issues"):
+        for name in ("landed", "duplicates", "versions_loaded", "rejected", "field_issues", "v2_jobs_loaded"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.projects |= other.projects
 
@@ -87,6 +89,7 @@ class _Batch:
     raw: pa.Table
     flat: FlatBatch | None
     raw_through: int | None = None  # set for bodies read back from the lake (their rowids are known)
+    v2: V2Batch | None = None  # the batch's v2 bodies, flattened (None when it has none)
 
 
 class Warehouse:
@@ -205,6 +208,7 @@ class Warehouse:
         with transaction(self.con, "rebuild"):
             for table in schema.STORED_TIDY_TABLES + (schema.REJECTED_PAYLOADS,):
                 self.con.execute(f'DELETE FROM "{table.name}"')
+            store_v2.delete_all(self.con)
             for batch in self._stored_batches(-1, batch_records, batch_bytes):
                 self._write_derived(batch, report)
                 failpoints.hit("rebuild_batch_written")
@@ -225,12 +229,13 @@ class Warehouse:
                 continue
             chunk, shas = [chunk[i] for i in fresh], [shas[i] for i in fresh]
             raw = batches.raw_table(chunk, shas, report.load_id)
-            flat = None
+            flat = v2 = None
             if derive:
                 flat = flatten(chunk, redact=self.redact, shas=shas)
                 raw = batches.with_payload_ids(raw, flat.raw_keys)
                 flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
-            yield _Batch(raw, flat)
+                v2 = self._flatten_v2(chunk, shas, raw)
+            yield _Batch(raw, flat, v2=v2)
 
     def _not_stored(self, chunk: list[RawRecord], shas: list[str]) -> list[int]:
         """Indexes of the records whose raw key (project, source, sha256) is stored neither in the
@@ -274,7 +279,15 @@ class Warehouse:
             records = batches.records_from_raw(raw)
             flat = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
             flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
-            yield _Batch(raw.slice(0, 0), flat, raw_through=last)
+            v2 = self._flatten_v2(records, raw.column("payload_sha256").to_pylist(), raw)
+            yield _Batch(raw.slice(0, 0), flat, raw_through=last, v2=v2)
+
+    def _flatten_v2(self, records: list[RawRecord], shas: list[str], raw: pa.Table) -> V2Batch | None:
+        if not has_v2(records):
+            return None
+        v2 = flatten_v2(records, redact=self.redact, shas=shas)
+        v2.rejected = batches.rejected_with_load_ids(v2.rejected, raw)
+        return v2
 
     # -- committing (the commit thread) ------------------------------------------------
     def _commit_each(self, prepared: Iterator[_Batch], report: LoadReport) -> None:
@@ -321,6 +334,11 @@ class Warehouse:
             data = flat.series if table is schema.SYSTEM_METRIC_SERIES else flat.tables[table.name]
             self.insert(table.name, data)
         self.insert(schema.REJECTED_PAYLOADS.name, flat.rejected)
+        if batch.v2 is not None:
+            store_v2.write(self, batch.v2)
+            report.add(LoadReport(v2_jobs_loaded=batch.v2.jobs_loaded, rejected=batch.v2.rejected.num_rows,
+                                  field_issues=batch.v2.tables["v2_field_issues"].num_rows,
+                                  projects=set(batch.v2.detail_keys.column("project_id").to_pylist())))
         for project, job, version in zip(*(flat.keys.column(c).to_pylist() for c in schema.VERSION_KEY)):
             self._stored_versions(project).add((job, version))
         report.add(LoadReport(versions_loaded=flat.versions_loaded, rejected=flat.rejected.num_rows,
@@ -357,7 +375,7 @@ class Warehouse:
         info = {"step": step, "load_id": load_id or report.load_id or None, "source": self.source,
                 "projects": ",".join(sorted(report.projects)), "landed": report.landed,
                 "versions_loaded": report.versions_loaded, "rejected": report.rejected,
-                "field_issues": report.field_issues}
+                "field_issues": report.field_issues, "v2_jobs_loaded": report.v2_jobs_loaded}
         if raw_through is not None:
             info["raw_through"] = raw_through
         self.con.execute(f"CALL {lake.ALIAS}.set_commit_message('modelarts-etl', ?, extra_info => ?)",
