@@ -34,6 +34,12 @@ class RawLanding:
     def version_states(self, project_id: str) -> dict[tuple[int, int], bool]:
         return self._wh.version_states(project_id)
 
+    def v2_job_states(self, project_id: str) -> dict:
+        return self._wh.v2_job_states(project_id)
+
+    def v2_listed_jobs(self, project_id: str) -> dict:
+        return self._wh.v2_listed_jobs(project_id)
+
     def land(self, records, **kwargs) -> LoadReport:
         report = self._wh.land(records, **{**kwargs, "derive": False})
         self.load_ids.append(report.load_id)

@@ -204,6 +204,11 @@ class _Builder:
 
     def _detail(self, payload: dict, record: RawRecord, sha: str, hint: str | None) -> None:
         meta = payload.get("metadata")
+        if "error_code" in payload and meta is None:
+            raise Rejection("validate", "api_error", f"API error {payload.get('error_code')}: "
+                            f"{payload.get('error_msg', payload.get('error_message'))}")
+        if not isinstance(meta, dict):
+            raise Rejection("validate", "missing_key", "the detail has no `metadata` object")
         own = meta.get("id") if isinstance(meta, dict) else None
         own = own if isinstance(own, str) and UUID.match(own) else None
         job_id = own or hint

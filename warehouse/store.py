@@ -170,6 +170,14 @@ class Warehouse:
         ).fetchall()
         return {(job, version): bool(final) for job, version, final in rows}
 
+    def v2_job_states(self, project_id: str) -> dict[str, tuple[bool, int | None]]:
+        """training_job_id -> (is_final, create_time ms) of every v2 job stored for the project."""
+        return store_v2.job_states(self, project_id)
+
+    def v2_listed_jobs(self, project_id: str) -> dict[str, int | None]:
+        """training_job_id -> create_time ms of every v2 job the search listed for the project."""
+        return store_v2.listed_jobs(self, project_id)
+
     def snapshot_id(self) -> int:
         return self.con.execute(f"SELECT id FROM {lake.ALIAS}.current_snapshot()").fetchone()[0]
 

@@ -154,7 +154,7 @@ class StaticToken:
         self._token = token.strip()
         self._source = source
 
-    def headers(self, method: str, url: str, project_id: str) -> dict[str, str]:
+    def headers(self, method: str, url: str, project_id: str, body: bytes = b"") -> dict[str, str]:
         return {"X-Auth-Token": self._token}
 
     def refresh(self, project_id: str, rejected: Mapping[str, str]) -> bool:
@@ -173,9 +173,9 @@ class AkSk:
     def __init__(self, access_key: str, secret_key: str, security_token: str | None = None):
         self._ak, self._sk, self._security_token = access_key.strip(), secret_key.strip(), security_token
 
-    def headers(self, method: str, url: str, project_id: str) -> dict[str, str]:
+    def headers(self, method: str, url: str, project_id: str, body: bytes = b"") -> dict[str, str]:
         extra = {"X-Security-Token": self._security_token} if self._security_token else None
-        return sign(method, url, self._ak, self._sk, headers=extra)
+        return sign(method, url, self._ak, self._sk, headers=extra, body=body)
 
     def refresh(self, project_id: str, rejected: Mapping[str, str]) -> bool:
         return False
@@ -210,7 +210,7 @@ class IamPassword:
         self._deadline = max(deadline, sum(timeout))  # the whole login, however slowly IAM answers
         self.logins = 0
 
-    def headers(self, method: str, url: str, project_id: str) -> dict[str, str]:
+    def headers(self, method: str, url: str, project_id: str, body: bytes = b"") -> dict[str, str]:
         return {"X-Auth-Token": self.token(project_id)}
 
     def token(self, project_id: str) -> str:

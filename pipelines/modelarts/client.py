@@ -67,11 +67,12 @@ class Response:
     job_id: int | None = None
     version_id: int | None = None
     fetched_at: datetime = field(default_factory=utc_now)
+    training_job_id: str | None = None  # v2 requests: the job's UUID
 
     def record(self) -> RawRecord:
         return RawRecord(body=self.body, project_id=self.project_id, source=self.url, kind=self.kind,
                          http_status=self.status, job_id=self.job_id, version_id=self.version_id,
-                         fetched_at=self.fetched_at)
+                         fetched_at=self.fetched_at, training_job_id=self.training_job_id)
 
 
 class ClientStats:
@@ -195,16 +196,26 @@ class ModelArtsClient:
     def get(self, url: str, *, project_id: str, kind: str, job_id: int | None = None,
             version_id: int | None = None) -> Response:
         """GET with retries. Raises only what no retry can fix (auth, project, redirect, TLS, DNS)."""
+        return self.request("GET", url, project_id=project_id, kind=kind, job_id=job_id, version_id=version_id)
+
+    def request(self, method: str, url: str, *, project_id: str, kind: str, job_id: int | None = None,
+                version_id: int | None = None, data: bytes = b"") -> Response:
+        """One logical request (GET, or the v2 search's POST with a JSON body `data`), with retries."""
         retries, refreshed = 0, False
         while True:
             self.limiter.acquire()
-            headers = self.auth.headers("GET", url, project_id)
+            if data:  # signed with its body (AK/SK); GETs keep the three-argument call
+                headers = {**self.auth.headers(method, url, project_id, body=data),
+                           "Content-Type": "application/json"}
+            else:
+                headers = self.auth.headers(method, url, project_id)
             self.stats.add(kind=kind)
             with deadline(self.deadline) as watch:
                 try:
                     # verify passed per request: a session's verify=False loses to $REQUESTS_CA_BUNDLE
-                    resp = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False,
-                                            stream=True, verify=self.verify)
+                    resp = self.session.request(method, url, headers=headers, data=data or None,
+                                                timeout=self.timeout, allow_redirects=False, stream=True,
+                                                verify=self.verify)
                     try:
                         status, body = resp.status_code, self._read_body(resp)
                     finally:

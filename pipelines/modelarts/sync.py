@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 
 from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, ModelArtsClient
 from pipelines.modelarts.discovery import Discovery, discover
-from pipelines.modelarts.errors import ModelArtsError, SyncError
+from pipelines.modelarts.errors import EndpointError, ModelArtsError, SyncError
 from pipelines.modelarts.plan import plan_fetches
 from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.streaming import bounded_map
+from pipelines.modelarts.v2.sync import sync_project_v2
 from warehouse import failpoints
 from warehouse.records import RawRecord
 
 Progress = Callable[[str, int, int], None]  # (project_id, versions done, versions to fetch)
+APIS = ("v1", "v2", "both", "auto")  # auto: both, skipping an API the endpoint does not serve (HTTP 404)
 DEFAULT_LAND_BATCH = 250  # records per warehouse batch: small, so landing overlaps fetching and the
                           # last batch, landed after the last fetch, is quick
 
@@ -137,7 +139,8 @@ def sync_projects(wh, targets: Iterable[Target | tuple[str, str]], auth, *, conc
                   rate: float | None = None, per_page: int = 100,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
                   verify: bool = True, progress: Progress | None = None, land_batch: int = DEFAULT_LAND_BATCH,
-                  raise_on_error: bool = True, deadline: float | None = DEFAULT_DEADLINE) -> SyncReport:
+                  raise_on_error: bool = True, deadline: float | None = DEFAULT_DEADLINE,
+                  api: str = "v1") -> SyncReport:
     """Sync every target into the open warehouse writer `wh`; see the module docstring."""
     started = time.perf_counter()
     report = SyncReport()
@@ -153,8 +156,8 @@ def sync_projects(wh, targets: Iterable[Target | tuple[str, str]], auth, *, conc
                     client = ModelArtsClient(target.endpoint, auth, concurrency=concurrency, rate=rate,
                                              timeout=timeout, retry=retry, verify=verify, deadline=deadline)
                     clients[target.endpoint] = client
-                sync_project(wh, client, project, concurrency=concurrency, per_page=per_page, progress=progress,
-                             land_batch=land_batch)
+                _sync_apis(wh, client, project, api, concurrency=concurrency, per_page=per_page,
+                           progress=progress, land_batch=land_batch)
             except ModelArtsError as exc:
                 project.error = str(exc)
     finally:
@@ -164,6 +167,28 @@ def sync_projects(wh, targets: Iterable[Target | tuple[str, str]], auth, *, conc
     if raise_on_error and not report.ok:
         raise SyncError(report.error_line(), report)
     return report
+
+
+def _sync_apis(wh, client: ModelArtsClient, project: ProjectReport, api: str, *, concurrency: int, per_page: int,
+               progress: Progress | None, land_batch: int) -> None:
+    """The project's v1 versions and/or v2 jobs (see APIS)."""
+    if api not in APIS:
+        raise ValueError(f"api must be one of {', '.join(APIS)}, not {api!r}")
+    steps = []
+    if api in ("v1", "both", "auto"):
+        steps.append(("v1", lambda: sync_project(wh, client, project, concurrency=concurrency, per_page=per_page,
+                                                 progress=progress, land_batch=land_batch)))
+    if api in ("v2", "both", "auto"):
+        steps.append(("v2", lambda: sync_project_v2(wh, client, project, concurrency=concurrency,
+                                                    limit=min(per_page, 50), progress=progress,
+                                                    land_batch=land_batch)))
+    for name, step in steps:
+        try:
+            step()
+        except EndpointError as exc:
+            if api != "auto" or "HTTP 404" not in str(exc):
+                raise
+            project.warnings.append(f"the endpoint does not serve the {name} API for this project (HTTP 404)")
 
 
 @dataclass

@@ -32,8 +32,10 @@ import orjson
 
 from pipelines.modelarts.auth import verify_signature
 from pipelines.modelarts.simulator import hostile as _hostile
+from pipelines.modelarts.simulator import v2_routes
 from pipelines.modelarts.simulator.faults import TransientFaults
 from pipelines.modelarts.simulator.hostile import Hostile
+from pipelines.modelarts.simulator.v2_world import V2World
 from pipelines.modelarts.simulator.world import World
 
 _JOBS = re.compile(r"^/v1/(?P<project>[^/]+)/training-jobs/?$")
@@ -62,8 +64,10 @@ class SimulatorServer:
                  token: str | None = None, aksk: tuple[str, str] | None = None,
                  iam_user: tuple[str, str, str] | None = None, token_ttl: float = 24 * 3600,
                  page_cap: int = 100, latency: float = 0.0, faults: TransientFaults | None = None,
-                 redirect_to: str | None = None, hostile: Hostile | None = None, tls: ssl.SSLContext | None = None):
+                 redirect_to: str | None = None, hostile: Hostile | None = None, tls: ssl.SSLContext | None = None,
+                 v2: V2World | None = None):
         self.world = world or World()
+        self.v2 = v2  # the v2 API's account, served under /v2/ (see v2_routes.py); None: /v2/ is not found
         self.token = token
         self.aksk = {aksk[0]: aksk[1]} if aksk else {}
         self.iam_user = iam_user  # (user, password, domain)
@@ -210,9 +214,17 @@ class _Handler(BaseHTTPRequestHandler):
         refusal = self._check_auth(method, body, match["project"])
         if refusal:
             return self._json(*refusal)
-        if not sim.world.has_project(match["project"]):
+        if not (sim.world.has_project(match["project"]) or (sim.v2 and sim.v2.has_project(match["project"]))):
             return self._error(403, "ModelArts.0210", f"project {match['project']} does not match the token")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if kind.startswith("v2_"):
+            if sim.v2 is None or not sim.v2.has_project(match["project"]):
+                return self._json(404, {"error_code": "APIG.0101", "error_msg": "The API does not exist or has "
+                                        "not been published in the environment"})
+            return v2_routes.serve(self, kind, match, query, body)
+        if not sim.world.has_project(match["project"]):  # a v2-only project has no v1 jobs
+            return self._json(200, {"is_success": True, "job_total_count": 0, "job_count_limit": 1000,
+                                    "quotas": 1000, "jobs": []})
         if kind == "job_list":
             return self._job_list(match["project"], query)
         if kind == "version_list":
@@ -403,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _route(method: str, path: str) -> tuple[str, re.Match | None]:
+    if path.startswith("/v2/"):
+        return v2_routes.route(method, path)
     if method == "POST":
         return ("iam", None) if path.rstrip("/") == _IAM else ("other", None)
     for kind, pattern in (("version_detail", _DETAIL), ("version_list", _VERSIONS), ("job_list", _JOBS)):
