@@ -164,8 +164,11 @@ class V2World:
                 return None
             if "not_success" in job.faults:
                 return 400, orjson.dumps({"error_code": "ModelArts.2611", "error_msg": "simulated failure"})
-            faults = tuple(f for f in job.faults if f != "not_success")
-            body, _ = apply_payload_faults(faults, self._payload(job), random.Random(f"{job.seed}:{job.revision}"))
+            payload = self._payload(job)
+            if "wrong_types" in job.faults:
+                payload = wrong_types(payload)
+            faults = tuple(f for f in job.faults if f not in ("not_success", "wrong_types"))
+            body, _ = apply_payload_faults(faults, payload, random.Random(f"{job.seed}:{job.revision}"))
             return 200, body
 
     def metrics(self, project_id: str, job_id: str, task: str) -> dict | None:
@@ -280,6 +283,20 @@ class V2World:
         if rng.random() < 0.2:
             payload["status"]["future_field"] = {"added": "later"}  # an API edition newer than the docs
         return payload
+
+
+WRONG_TYPES = {"status.duration": "coerced_from_string", "spec.resource.node_count": "not_a_number",
+               "metadata.create_time": "not_a_number"}
+"""The fields v2's wrong_types fault corrupts, and the field issue each must give."""
+
+
+def wrong_types(payload: dict) -> dict:
+    """A sloppy edition's types: a Long as a numeric string, text where an Integer is, ISO text for epoch ms."""
+    payload = orjson.loads(orjson.dumps(payload))
+    payload["status"]["duration"] = str(payload["status"]["duration"])
+    payload["spec"]["resource"]["node_count"] = f"{payload['spec']['resource']['node_count']} nodes"
+    payload["metadata"]["create_time"] = "2023-01-01T00:00:00Z"
+    return payload
 
 
 def _ending(rng: random.Random) -> str:
