@@ -35,7 +35,7 @@ from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
 from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
 from pipelines.modelarts.simulator.server import SimulatorServer
 from pipelines.modelarts.simulator.world import World
-from pipelines.modelarts.sync import DEFAULT_LAND_BATCH, SyncReport, Target, sync_projects
+from pipelines.modelarts.sync import APIS, DEFAULT_LAND_BATCH, SyncReport, Target, sync_projects
 from warehouse.reader import warehouse_dir
 from warehouse.store import Warehouse, validate_project_id
 
@@ -85,13 +85,16 @@ class _Progress:
               help="Seconds for a whole request, however the server paces its answer (--timeout is per read).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_LAND_BATCH, show_default=True,
               help="Answers landed per warehouse transaction.")
+@click.option("--api", type=click.Choice(APIS), default="auto", show_default=True,
+              help="Which training API: v1 (old-version jobs and versions), v2 (new-version jobs), both; auto = "
+                   "both, skipping one the endpoint does not serve for the project.")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates (test endpoints only).")
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, concurrency: int, rate: float,
-         per_page: int, timeout: float, retries: int, deadline: float, batch_size: int, insecure: bool,
+         per_page: int, timeout: float, retries: int, deadline: float, batch_size: int, api: str, insecure: bool,
          keep_secrets: bool, quiet: bool) -> None:
-    """Fetch new and unfinished training-job versions from the API into the warehouse."""
+    """Fetch new and unfinished training-job versions (v1) and jobs (v2) from the API into the warehouse."""
     ids = _split_ids(project_ids)
     with user_errors():
         for project_id in ids:
@@ -110,7 +113,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
                     wh, [Target(endpoint, p) for p in ids], auth, concurrency=concurrency, rate=rate or None,
                     per_page=per_page, timeout=(connect, timeout), retry=RetryPolicy(max_retries=retries),
                     verify=not insecure, progress=None if quiet else _Progress(), raise_on_error=False,
-                    deadline=deadline, land_batch=batch_size,
+                    deadline=deadline, land_batch=batch_size, api=api,
                 )
     _print_report(report)
     if not report.ok:

@@ -121,6 +121,8 @@ class ModelArtsResource(dg.ConfigurableResource):
     connect_timeout_s: float = Field(default=5.0)
     read_timeout_s: float = Field(default=30.0)
     verify_tls: bool = Field(default=True, description="Verify TLS certificates; turn off only for a test endpoint.")
+    api: str = Field(default="auto", description="v1, v2, both, or auto (both, skipping one the endpoint does "
+                                                 "not serve for the project).")
     token: str | None = Field(default=None, repr=False, description="IAM token: EnvVar('MODELARTS_TOKEN') only.")
     access_key: str | None = Field(default=None, repr=False, description="EnvVar('HUAWEICLOUD_SDK_AK') only.")
     secret_key: str | None = Field(default=None, repr=False, description="EnvVar('HUAWEICLOUD_SDK_SK') only.")
@@ -171,7 +173,7 @@ class ModelArtsResource(dg.ConfigurableResource):
         return sync_projects(
             wh, [Target(self.endpoint, p) for p in project_ids], self.auth(), concurrency=self.concurrency,
             rate=self.rate or None, timeout=self._timeout, retry=RetryPolicy(max_retries=self.max_retries),
-            verify=self.verify_tls, raise_on_error=False,
+            verify=self.verify_tls, raise_on_error=False, api=self.api,
         )
 
     @property

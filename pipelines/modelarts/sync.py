@@ -182,13 +182,12 @@ def _sync_apis(wh, client: ModelArtsClient, project: ProjectReport, api: str, *,
         steps.append(("v2", lambda: sync_project_v2(wh, client, project, concurrency=concurrency,
                                                     limit=min(per_page, 50), progress=progress,
                                                     land_batch=land_batch)))
-    for name, step in steps:
+    for _, step in steps:
         try:
             step()
         except EndpointError as exc:
             if api != "auto" or "HTTP 404" not in str(exc):
-                raise
-            project.warnings.append(f"the endpoint does not serve the {name} API for this project (HTTP 404)")
+                raise  # auto: an API the endpoint does not serve (404) means the project has none of its jobs
 
 
 @dataclass
