@@ -216,8 +216,9 @@ class V2World:
         return [f"worker-{i}" for i in range(count)]
 
     def _events(self, job: V2Job) -> list[dict]:
-        rng = random.Random(f"{job.seed}:events")
-        count = {"Creating": 1, "Pending": 2}.get(job.phase, 3 + rng.randint(0, 150) if job.is_final else 4)
+        rng = random.Random(f"{job.seed}:events")  # the same history each time: events only ever add up
+        final_count = 3 + random.Random(f"{job.seed}:event-count").randint(0, 150)
+        count = {"Creating": 1, "Pending": 2}.get(job.phase, final_count if job.is_final else 4)
         start = job.create_ms // 1000
         return [{"time": _iso(start + 7 * i), "level": rng.choice(("Info", "Info", "Warning")),
                  "message": f"[worker-0] step {i}: {rng.choice(('scheduled', 'pulled image', 'running', 'ok'))}",
