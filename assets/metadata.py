@@ -37,7 +37,8 @@ def column_schema(table_name: str) -> dg.TableSchema:
     )
 
 
-LINEAGE_VIA = {"jobs": "job_versions"}
+LINEAGE_VIA = {"jobs": "job_versions", "runs": "job_versions", "run_parameters": "parameters",
+               "v2_metric_samples": "v2_metric_series"}
 """Views whose columns come from another table of the lake rather than from the raw payloads."""
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from warehouse import schema
+from warehouse import schema, schema_v2
 
 SAMPLE_ROWS = 5
 CHILD_TABLES = ("parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes", "field_issues")
@@ -21,7 +21,8 @@ UNIT_INTERVAL_COLUMNS = ("recall", "precision", "accuracy")
 # row per metric array), where each sample_index is unique within its array by construction: its
 # key and its versions are checked on the series, a fiftieth of the rows. Over the samples, at
 # 200,000 versions, the key check alone took 23 s and 9 GB of RAM.
-CHECKED_AS = {schema.SYSTEM_METRIC_SAMPLES.name: schema.SYSTEM_METRIC_SERIES}
+CHECKED_AS = {schema.SYSTEM_METRIC_SAMPLES.name: schema.SYSTEM_METRIC_SERIES,
+              schema_v2.V2_METRIC_SAMPLES.name: schema_v2.V2_METRIC_SERIES}
 
 
 @dataclass

@@ -29,6 +29,11 @@ from warehouse import schema
 TABLE_NAMES = (
     "job_versions", "jobs", "parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes",
     "rejected_payloads", "field_issues",
+    # v2 jobs, and the views across both generations. The smaller v2 child tables (volumes, environments,
+    # annotations, auto search, ...) are derived in the same step and documented, without an asset each;
+    # run_metric_samples neither (its key check would unnest every v1 sample).
+    "v2_jobs", "v2_parameters", "v2_data_channels", "v2_tasks", "v2_task_statuses", "v2_running_records",
+    "v2_metric_samples", "v2_events", "v2_field_issues", "runs", "run_parameters",
 )
 
 

@@ -20,6 +20,7 @@ from assets.export import parquet_export  # noqa: E402
 from assets.extract import raw_payloads  # noqa: E402
 from assets.maintenance import lake_maintenance  # noqa: E402
 from assets.tables import TABLE_NAMES, derive_tables  # noqa: E402
+
 from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World  # noqa: E402
 from pipelines.partitions import project_partitions  # noqa: E402
 from pipelines.resources import ModelArtsResource, WarehouseResource  # noqa: E402
@@ -30,6 +31,7 @@ PROJECTS = ["proj-a", "proj-b"]
 TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
 EVERYTHING = [raw_payloads, derive_tables, parquet_export, *ALL_CHECKS]  # what the sync job runs
+CHECK_COUNT = 31 + 2 * 11  # v1's 31; unique_key and columns_match_contract on the 11 v2 and unified tables
 EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
 
@@ -119,7 +121,7 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
 
         # structural checks pass; the faults injected show as WARN, not as errors
         evaluations = checks(result)
-        assert len(evaluations) == 31
+        assert len(evaluations) == CHECK_COUNT
         failed = {k for k, e in evaluations.items() if not e.passed}
         assert failed == {("rejected_payloads", "no_new_rejections"), ("field_issues", "no_new_unknown_fields")}
         assert all(evaluations[k].severity == dg.AssetCheckSeverity.WARN for k in failed)
@@ -187,12 +189,13 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
                             instance=instance, raise_on_error=False)
     assert not result.success
-    assert len(checks(result)) == 31
+    assert len(checks(result)) == CHECK_COUNT
     failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
     assert set(failed) == {
         ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
         ("system_metric_samples", "no_negative_samples"), ("system_metric_samples", "unique_key"),
         ("data_sources", "columns_match_contract"), ("jobs", "columns_match_contract"),
+        ("run_parameters", "unique_key"),  # the unified view over parameters shows its duplicate too
     }
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
     assert failed[("jobs", "columns_match_contract")].metadata["detail"].value == {"missing": ["job_desc"]}
@@ -228,7 +231,7 @@ def test_checks_read_while_a_writer_holds_the_lock(sim, resources, instance):
     with Warehouse(resources["warehouse"].folder, lock_timeout=0):
         result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
                                 instance=instance)
-    assert result.success and len(result.get_asset_check_evaluations()) == 31
+    assert result.success and len(result.get_asset_check_evaluations()) == CHECK_COUNT
 
 
 def test_export_after_sync_is_off_by_default_and_does_nothing(sim, resources, instance, tmp_path):

@@ -170,10 +170,13 @@ class _Builder:
 
     # -- the four kinds of body ------------------------------------------------------------
     def add(self, record: RawRecord, sha: str) -> None:
+        if record.kind == V2_JOB_SEARCH:
+            try:
+                return self._search(decode(record), record)
+            except Rejection:
+                return  # a list page, as v1's: landed for the record; the sync reports why it failed
         try:
             payload = decode(record)
-            if record.kind == V2_JOB_SEARCH:
-                return self._search(payload, record)
             job_id, task = _request_ids(record)
             if record.kind == V2_JOB_DETAIL:
                 return self._detail(payload, record, sha, job_id)
