@@ -34,6 +34,7 @@ from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULT
 from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
 from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
 from pipelines.modelarts.simulator.server import SimulatorServer
+from pipelines.modelarts.simulator.v2_world import V2World
 from pipelines.modelarts.simulator.world import World
 from pipelines.modelarts.sync import APIS, DEFAULT_LAND_BATCH, SyncReport, Target, sync_projects
 from warehouse.reader import warehouse_dir
@@ -179,11 +180,16 @@ def _print_report(report: SyncReport) -> None:
 @click.option("--duration", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Stop after N seconds (0 = run until Ctrl-C).")
 @click.option("--prewarm", is_flag=True, help="Generate every payload before serving (for benchmarks).")
+@click.option("--v2-jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="New-version (v2) jobs per project, served under /v2/ (0 = no v2 API).")
+@click.option("--v2-offset", type=click.Choice(("page", "record")), default="page", show_default=True,
+              help="How the v2 job search reads `offset`: a page number or a record offset (the docs disagree).")
 def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_share, page_cap, latency_ms,
              fault_rate, faults, max_faults_per_path, retry_after, slow_seconds, payload_fault_rate,
              payload_faults, secret_share, hostile, hostile_match, token, ak, sk, iam_user, iam_password, iam_domain,
-             token_ttl, tick, tick_hours, duration, prewarm) -> None:
-    """Serve a simulated ModelArts v1 training-job API (and a minimal IAM) with synthetic data."""
+             token_ttl, tick, tick_hours, duration, prewarm, v2_jobs, v2_offset) -> None:
+    """Serve a simulated ModelArts v1 training-job API (and a minimal IAM; with --v2-jobs, the v2 API) with
+    synthetic data."""
     if bool(ak) != bool(sk):
         raise click.ClickException("give both --ak and --sk, or neither")
     if bool(iam_user) != bool(iam_password):
@@ -198,7 +204,11 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
         server = SimulatorServer(world, host=host, port=port, token=token, aksk=(ak, sk) if ak else None,
                                  iam_user=(iam_user, iam_password, iam_domain or iam_user) if iam_user else None,
                                  token_ttl=token_ttl, page_cap=page_cap, latency=latency_ms / 1000, faults=transient,
-                                 hostile=Hostile(hostile, match=hostile_match) if hostile else None)
+                                 hostile=Hostile(hostile, match=hostile_match) if hostile else None,
+                                 v2=V2World(projects=tuple(world.project_ids), jobs=v2_jobs, seed=seed,
+                                            running_share=running_share, payload_fault_rate=payload_fault_rate,
+                                            payload_faults=_kinds(payload_faults), secret_share=secret_share,
+                                            offset_reading=v2_offset) if v2_jobs else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

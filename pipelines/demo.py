@@ -21,6 +21,7 @@ from pathlib import Path
 DAGSTER_HOME = ".dagster_home"
 WAREHOUSE = "warehouse_data"
 SIM_JOBS = 40
+SIM_V2_JOBS = 15  # new-version (v2) jobs per project, synced beside the v1 versions
 SIM_SEED = 7
 ADVANCE_HOURS = 6
 EXAMPLE_SQL = """\
@@ -127,6 +128,9 @@ def print_summary(warehouse: Path) -> None:
         for table in schema.ALL_TABLES:
             n = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0]
             print(f"  {table.name:<24}{n:>10,}")
+        print("\nRuns of both API generations (the `runs` view):")
+        print_rows(con.execute("SELECT api_version, count(*) AS runs, count(*) FILTER (WHERE is_final) AS final "
+                               "FROM runs GROUP BY ALL ORDER BY ALL"))
         print_rejected(con)
         print(f"\nExample query (warehouse.connect({str(warehouse)!r}), or the DuckDB CLI: see the README):")
         print("\n".join("  " + line for line in EXAMPLE_SQL.splitlines()))
@@ -165,17 +169,20 @@ def main() -> int:
     warnings.filterwarnings("ignore")  # Dagster's preview/deprecation notices are not the demo's story
 
     from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World
+    from pipelines.modelarts.simulator.v2_world import V2World
     from pipelines.partitions import project_ids_from_env
 
     projects = project_ids_from_env()
     world = World(projects=projects, jobs=SIM_JOBS, seed=SIM_SEED, payload_fault_rate=0.06)
     faults = TransientFaults(rate=0.03, kinds=("throttle", "server_error", "drop"), seed=SIM_SEED, max_per_path=1,
                              retry_after=0)
+    v2 = V2World(projects=tuple(projects), jobs=SIM_V2_JOBS, seed=SIM_SEED, payload_fault_rate=0.06,
+                 secret_share=0.2)
     token = secrets.token_urlsafe(16)
-    with SimulatorServer(world, token=token, faults=faults) as sim:
+    with SimulatorServer(world, token=token, faults=faults, v2=v2) as sim:
         point_environment_at(sim.url, token, home, warehouse)
-        print(f"simulator: {sim.url} (loopback), {len(projects)} project(s), {world.version_count()} versions; "
-              "about 6% of payloads faulty, 3% of requests throttled or failing")
+        print(f"simulator: {sim.url} (loopback), {len(projects)} project(s), {world.version_count()} v1 versions "
+              f"and {len(v2.truth())} v2 jobs; about 6% of payloads faulty, 3% of requests throttled or failing")
         print(f"DAGSTER_HOME={home}  warehouse={warehouse}\n")
 
         import dagster as dg
@@ -186,6 +193,7 @@ def main() -> int:
         instance = dg.DagsterInstance.get()
         ok = run_sync(job, instance, projects, "sync 1")
         changes = world.advance(ADVANCE_HOURS * 3600)
+        v2.advance(ADVANCE_HOURS * 3600, new_jobs=2)
         print(f"\nsimulated clock +{ADVANCE_HOURS} h: {len(changes.finished)} versions finished, "
               f"{len(changes.new)} new, {len(changes.still_running)} still running")
         ok &= run_sync(job, instance, projects, "sync 2")
