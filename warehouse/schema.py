@@ -367,9 +367,9 @@ V1_TABLES: tuple[Table, ...] = (
 )
 """The tables of the v1 API, and the shared raw and rejected tables."""
 
-from warehouse import schema_v2  # noqa: E402  (the v2 tables are built from Column and Table above)
+from warehouse import schema_runs, schema_v2  # noqa: E402  (built from Column and Table above)
 
-ALL_TABLES: tuple[Table, ...] = V1_TABLES + schema_v2.ALL
+ALL_TABLES: tuple[Table, ...] = V1_TABLES + schema_v2.ALL + schema_runs.VIEWS
 TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}
 
 STORED_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTEM_METRIC_SAMPLES else t
@@ -379,5 +379,5 @@ STORED_TIDY_TABLES: tuple[Table, ...] = tuple(SYSTEM_METRIC_SERIES if t is SYSTE
 STORED_TABLES: tuple[Table, ...] = (RAW_PAYLOADS,) + STORED_TIDY_TABLES + (REJECTED_PAYLOADS,) + schema_v2.STORED
 """Every table with rows of its own in the lake (the others are views over them)."""
 
-VIEWS: tuple[Table, ...] = tuple(t for t in V1_TABLES if t.is_view) + schema_v2.VIEWS + (LOADS,)
+VIEWS: tuple[Table, ...] = tuple(t for t in V1_TABLES if t.is_view) + schema_v2.VIEWS + schema_runs.VIEWS + (LOADS,)
 """Views in the lake, created after the tables they read."""

@@ -2,7 +2,7 @@
 
 A v2 job is one run: no versions, a UUID id. Its tables are keyed by
 (project_id, training_job_id) and never share rows with the v1 tables; the unified views
-`runs`, `run_parameters` and `run_metric_samples` put both generations side by side.
+in schema_runs.py put both generations side by side.
 
 Each column of a v2 table names the payload path it is read from (`path`, relative to
 the list item for child tables) and how it is typed (`kind`), so the flattener
@@ -36,18 +36,18 @@ def _f(name: str, kind: str, doc: str, path: str | None = None) -> Field:
     return Field(name, KIND_TYPES[kind], doc, path=path if path is not None else name, kind=kind)
 
 
-def _computed(name: str, type_: pa.DataType, doc: str) -> Field:
+def computed(name: str, type_: pa.DataType, doc: str) -> Field:
     return Field(name, type_, doc, path=None)
 
 
 V2_KEY = ("project_id", "training_job_id")
 KEY_COLUMNS = (
-    _computed("project_id", S, "ModelArts project the job was fetched from"),
-    _computed("training_job_id", S, "v2 training job id (a UUID string; metadata.id, else the request URL's)"),
+    computed("project_id", S, "ModelArts project the job was fetched from"),
+    computed("training_job_id", S, "v2 training job id (a UUID string; metadata.id, else the request URL's)"),
 )
 LINEAGE = (
-    _computed("extracted_at", UTC_TS, "When the detail was fetched (lineage)"),
-    _computed("payload_sha256", S, "SHA-256 of the raw detail body this row came from (joins raw_payloads)"),
+    computed("extracted_at", UTC_TS, "When the detail was fetched (lineage)"),
+    computed("payload_sha256", S, "SHA-256 of the raw detail body this row came from (joins raw_payloads)"),
 )
 
 
@@ -73,7 +73,7 @@ def _child(name: str, doc: str, cols: list[Column], key_extra: tuple[str, ...], 
 CHILD_SOURCES: dict[str, tuple[ChildSpec, ...]] = {}
 """Per child table of the detail, the lists its rows come from."""
 
-_POS = _computed("position", I32, "0-based position in the payload's list")
+_POS = computed("position", I32, "0-based position in the payload's list")
 
 _FLAVOR_INFO = (  # FlavorInfo / FlavorInfoResponse (Tables 38, 44-49), relative to a flavor_info object
     ("max_num", "int32", "Maximum number of nodes that can be selected (1: single node only)", "max_num"),
@@ -110,7 +110,7 @@ V2_JOBS = Table(
         _f("user_name", "str", "User who created the job", "metadata.user_name"),
         _f("phase", "str", "Level-1 status: Creating, Pending, Running, Failed, Completed, Terminating, Terminated, "
            "Abnormal", "status.phase"),
-        _computed("is_final", B, "True when the phase never changes again (Failed, Completed, Terminated, "
+        computed("is_final", B, "True when the phase never changes again (Failed, Completed, Terminated, "
                   "Abnormal): the job is not fetched again"),
         _f("secondary_phase", "str", "Level-2 status (documented as internal, e.g. CreateFailed)",
            "status.secondary_phase"),
@@ -142,7 +142,7 @@ V2_JOBS = Table(
         _f("summary_log_type", "str", "Visualization log type", "algorithm.summary.log_type"),
         _f("summary_log_dir_pfs_path", "str", "Visualization log output (OBS parallel file system URL)",
            "algorithm.summary.log_dir.pfs.pfs_path"),
-        _computed("summary_data_source_job_ids", STRS, "Visualization log inputs: "
+        computed("summary_data_source_job_ids", STRS, "Visualization log inputs: "
                   "`algorithm.summary.data_sources[].job.job_id`"),
         _f("resource_policy", "str", "Resource specification mode (regular, economic, ...)", "spec.resource.policy"),
         _f("flavor_id", "str", "Resource flavor id", "spec.resource.flavor_id"),
@@ -183,7 +183,7 @@ V2_PARAMETERS = _child(
         _POS,
         _f("name", "str", "Parameter name"),
         _f("value", "str", "Value as text (secrets redacted)"),
-        _computed("value_number", F64, "The value as a number, where it is numeric"),
+        computed("value_number", F64, "The value as a number, where it is numeric"),
         _f("description", "str", "Parameter description"),
         _f("constraint_type", "str", "Parameter type", "constraint.type"),
         _f("editable", "bool", "Whether the parameter is editable", "constraint.editable"),
@@ -204,12 +204,12 @@ V2_DATA_CHANNELS = _child(
     "Inputs and outputs of a v2 job (`algorithm.inputs[]`, `algorithm.outputs[]`): role, name, local_dir, and the "
     "dataset or OBS remote.",
     [
-        _computed("direction", S, "input or output"),
+        computed("direction", S, "input or output"),
         _POS,
         _f("name", "str", "Channel name, e.g. data_url, train_url"),
         _f("description", "str", "Channel description"),
         _f("local_dir", "str", "Local directory in the container"),
-        _computed("remote_type", S, "dataset or obs: which remote the channel names"),
+        computed("remote_type", S, "dataset or obs: which remote the channel names"),
         _f("dataset_id", "str", "Dataset id (inputs from a dataset)", "remote.dataset.id"),
         _f("dataset_version_id", "str", "Dataset version id", "remote.dataset.version_id"),
         _f("dataset_obs_url", "str", "OBS URL the dataset resolves to", "remote.dataset.obs_url"),
@@ -224,7 +224,7 @@ V2_INPUT_CONSTRAINTS = _child(
     "v2_input_constraints",
     "Constraints of a v2 job's inputs (`algorithm.inputs[].remote_constraint[]`).",
     [
-        _computed("parent_position", I32, "Position of the input in `algorithm.inputs[]`"),
+        computed("parent_position", I32, "Position of the input in `algorithm.inputs[]`"),
         _POS,
         _f("data_type", "str", "Data input type"),
         _f("attributes", "str", "Attributes when a dataset is the input"),
@@ -239,8 +239,8 @@ V2_ENVIRONMENTS = _child(
     "secret-looking names and credentials in values are redacted.",
     [
         _POS,
-        _computed("name", S, "Variable name"),
-        _computed("value", S, "Variable value (secrets redacted)"),
+        computed("name", S, "Variable name"),
+        computed("value", S, "Variable value (secrets redacted)"),
     ],
     ("position", "name"),
 )
@@ -329,8 +329,8 @@ V2_NODE_COUNTS = _child(
     "Node count changes of a v2 job (`status.node_count_metrics`, pairs of [epoch ms, nodes]).",
     [
         _POS,
-        _computed("time", UTC_TS, "When the count changed (from epoch ms), UTC"),
-        _computed("node_count", I32, "Number of nodes from then on"),
+        computed("time", UTC_TS, "When the count changed (from epoch ms), UTC"),
+        computed("node_count", I32, "Number of nodes from then on"),
     ],
     ("position",),
 )
@@ -380,7 +380,7 @@ V2_AUTO_SEARCH_ALGO_PARAMS = _child(
     "v2_auto_search_algo_params",
     "Parameters of each search algorithm (`algo_configs[].params[]`).",
     [
-        _computed("parent_position", I32, "Position of the algorithm in `algo_configs[]`"),
+        computed("parent_position", I32, "Position of the algorithm in `algo_configs[]`"),
         _POS,
         _f("key", "str", "Parameter key"),
         _f("value", "str", "Parameter value"),
@@ -395,9 +395,9 @@ V2_ANNOTATIONS = _child(
     "String maps of a v2 job, one row per entry: `metadata.annotations` (job_template, fault-tolerance/..., ...) and "
     "each task's `task_resource.attributes`. Secret-looking keys are redacted.",
     [
-        _computed("map", S, "Which map: metadata.annotations or tasks[<i>].task_resource.attributes"),
-        _computed("key", S, "Entry key"),
-        _computed("value", S, "Entry value as text"),
+        computed("map", S, "Which map: metadata.annotations or tasks[<i>].task_resource.attributes"),
+        computed("key", S, "Entry key"),
+        computed("value", S, "Entry value as text"),
     ],
     ("map", "key"),
 )
@@ -407,11 +407,11 @@ V2_METRIC_SERIES = Table(
     "Running metrics of a v2 job's tasks (`GET .../metrics/{task_id}`), one row per task and metric with its "
     "per-minute averages as a list, exactly as the API sent them (-1 = no data). Query v2_metric_samples for rows.",
     KEY_COLUMNS + (
-        _computed("task", S, "Task id, from status.tasks (worker-0, ...)"),
-        _computed("metric", S, "cpuUsage, memUsage, gpuUtil, gpuMemUsage, npuUtil, npuMemUsage"),
-        _computed("samples", pa.list_(F64), "Values in order, -1 kept (NULL where a value was not a number)"),
-        _computed("extracted_at", UTC_TS, "When the metrics were fetched"),
-        _computed("payload_sha256", S, "SHA-256 of the raw metrics body"),
+        computed("task", S, "Task id, from status.tasks (worker-0, ...)"),
+        computed("metric", S, "cpuUsage, memUsage, gpuUtil, gpuMemUsage, npuUtil, npuMemUsage"),
+        computed("samples", pa.list_(F64), "Values in order, -1 kept (NULL where a value was not a number)"),
+        computed("extracted_at", UTC_TS, "When the metrics were fetched"),
+        computed("payload_sha256", S, "SHA-256 of the raw metrics body"),
     ),
     V2_KEY + ("task", "metric"),
     version_scoped=False,
@@ -422,11 +422,11 @@ V2_METRIC_SAMPLES = Table(
     "One row per per-minute sample of a v2 task's metric. The API's -1 ('no data') becomes value NULL with "
     "no_data true (a documented flag, not a field issue). A view over v2_metric_series.",
     KEY_COLUMNS + (
-        _computed("task", S, "Task id"),
-        _computed("metric", S, "Metric name"),
-        _computed("sample_index", I32, "0-based index (one sample a minute; the API sends no timestamps)"),
-        _computed("value", F64, "The average; NULL when the API sent -1 (no data) or not a number"),
-        _computed("no_data", B, "True when the API sent -1"),
+        computed("task", S, "Task id"),
+        computed("metric", S, "Metric name"),
+        computed("sample_index", I32, "0-based index (one sample a minute; the API sends no timestamps)"),
+        computed("value", F64, "The average; NULL when the API sent -1 (no data) or not a number"),
+        computed("no_data", B, "True when the API sent -1"),
     ),
     V2_KEY + ("task", "metric", "sample_index"),
     version_scoped=False,
@@ -441,12 +441,12 @@ V2_EVENTS = Table(
     "Events of a v2 job (`GET .../events`, every page). Events carry no id: an event is its (time, level, source, "
     "message), so reading the pages again stores each event once (two identical events in the same second are one).",
     KEY_COLUMNS + (
-        _computed("time", UTC_TS, "When the event occurred (the API's ISO 8601 text with offset), UTC"),
-        _computed("time_text", S, "The time as sent"),
-        _computed("level", S, "Info, Warning or Error"),
-        _computed("source", S, "Job, Task, K8S, ..."),
-        _computed("message", S, "Event text (credentials redacted)"),
-        _computed("extracted_at", UTC_TS, "When the page was fetched"),
+        computed("time", UTC_TS, "When the event occurred (the API's ISO 8601 text with offset), UTC"),
+        computed("time_text", S, "The time as sent"),
+        computed("level", S, "Info, Warning or Error"),
+        computed("source", S, "Job, Task, K8S, ..."),
+        computed("message", S, "Event text (credentials redacted)"),
+        computed("extracted_at", UTC_TS, "When the page was fetched"),
     ),
     V2_KEY + ("time_text", "level", "source", "message"),
     version_scoped=False,
@@ -457,10 +457,10 @@ V2_JOB_LISTINGS = Table(
     "What the job search last said about each v2 job (id, create_time, phase). The incremental plan reads it: "
     "search from the oldest job not stored as final, so a job whose detail never arrived is searched again.",
     KEY_COLUMNS + (
-        _computed("name", S, "Job name as listed"),
-        _computed("create_time", UTC_TS, "Creation time as listed (from epoch ms)"),
-        _computed("phase", S, "Phase as listed"),
-        _computed("listed_at", UTC_TS, "When the search page was fetched"),
+        computed("name", S, "Job name as listed"),
+        computed("create_time", UTC_TS, "Creation time as listed (from epoch ms)"),
+        computed("phase", S, "Phase as listed"),
+        computed("listed_at", UTC_TS, "When the search page was fetched"),
     ),
     V2_KEY,
     version_scoped=False,
@@ -471,11 +471,11 @@ V2_FIELD_ISSUES = Table(
     "Fields of v2 bodies that could not be typed as the contract says, or that it does not know; as field_issues "
     "for v1. `scope` says which body: detail, metrics/<task> or events/<offset>.",
     KEY_COLUMNS + (
-        _computed("scope", S, "detail, metrics/<task> or events/<offset>: a body replaces the issues of its scope"),
-        _computed("table_name", S, "Tidy table the field belongs to"),
-        _computed("field", S, "Path in the payload, e.g. status.duration, metrics[2].value[5]"),
-        _computed("raw_value", S, "The value as JSON text (truncated to 1,000 characters; secrets redacted)"),
-        _computed("problem", S, "wrong_type, not_a_number, out_of_range, unknown_field, key_mismatch, ..."),
+        computed("scope", S, "detail, metrics/<task> or events/<offset>: a body replaces the issues of its scope"),
+        computed("table_name", S, "Tidy table the field belongs to"),
+        computed("field", S, "Path in the payload, e.g. status.duration, metrics[2].value[5]"),
+        computed("raw_value", S, "The value as JSON text (truncated to 1,000 characters; secrets redacted)"),
+        computed("problem", S, "wrong_type, not_a_number, out_of_range, unknown_field, key_mismatch, ..."),
     ),
     V2_KEY + ("scope", "table_name", "field"),
     version_scoped=False,
@@ -490,98 +490,5 @@ DETAIL_TABLES: tuple[Table, ...] = (
 
 STORED: tuple[Table, ...] = DETAIL_TABLES + (V2_METRIC_SERIES, V2_EVENTS, V2_JOB_LISTINGS, V2_FIELD_ISSUES)
 
-# -- one view across both generations --------------------------------------------------------------
-_RUN_KEY = (
-    _computed("project_id", S, "ModelArts project"),
-    _computed("api_version", S, "v1 (a version of an old-version job) or v2 (a new-version job)"),
-    _computed("run_id", S, "v1: '<job_id>/<version_id>'; v2: the training job UUID"),
-    _computed("job_id", I64, "v1 job id (NULL for v2)"),
-    _computed("version_id", I64, "v1 version id (NULL for v2: a v2 job has no versions)"),
-    _computed("training_job_id", S, "v2 job UUID (NULL for v1)"),
-)
-RUN_KEY = ("project_id", "api_version", "run_id")
-
-RUNS = Table(
-    "runs",
-    "One row per run across both API generations: a v1 job version or a v2 job. Without a counterpart: v1's "
-    "version_name, pre_version_id, dataset fields and class metrics; v2's secondary_phase, workspace, tasks, "
-    "running records and events (see their own tables). status is v1's status_name or v2's phase.",
-    _RUN_KEY + (
-        _computed("name", S, "v1 job_name; v2 metadata.name"),
-        _computed("status", S, "v1 status_name (e.g. COMPLETED); v2 phase (e.g. Completed)"),
-        _computed("is_final", B, "The status never changes again"),
-        _computed("create_time", UTC_TS, "Creation time, UTC"),
-        _computed("start_time", UTC_TS, "Start time, UTC"),
-        _computed("duration_ms", I64, "Running duration in milliseconds"),
-        _computed("engine_name", S, "Engine name"),
-        _computed("engine_version", S, "Engine version"),
-        _computed("flavor", S, "v1 spec_code; v2 flavor_id"),
-        _computed("node_count", I32, "v1 worker_server_num; v2 spec.resource.node_count"),
-        _computed("gpu_count", I32, "GPUs per node: v1 gpu_num; v2 flavor_gpu_unit_num"),
-        _computed("command", S, "v1 user_command; v2 algorithm.command (secrets redacted)"),
-        _computed("payload_sha256", S, "The raw detail body the row came from"),
-    ),
-    RUN_KEY,
-    version_scoped=False,
-    view_sql="""SELECT project_id, 'v1' AS api_version, CAST(job_id AS VARCHAR) || '/' || CAST(version_id AS VARCHAR)
-       AS run_id, job_id, version_id, CAST(NULL AS VARCHAR) AS training_job_id, job_name AS name,
-       status_name AS status, is_final, create_time, start_time, duration_ms, engine_name, engine_version,
-       spec_code AS flavor, worker_server_num AS node_count, gpu_num AS gpu_count, user_command AS command,
-       payload_sha256
-FROM job_versions
-UNION ALL BY NAME
-SELECT project_id, 'v2' AS api_version, training_job_id AS run_id, CAST(NULL AS BIGINT) AS job_id,
-       CAST(NULL AS BIGINT) AS version_id, training_job_id, name, phase AS status, is_final, create_time,
-       start_time, duration_ms, engine_name, engine_version, flavor_id AS flavor, node_count,
-       flavor_gpu_unit_num AS gpu_count, command, payload_sha256
-FROM v2_jobs""",
-)
-
-RUN_PARAMETERS = Table(
-    "run_parameters",
-    "Parameters of every run of both generations: v1 `parameter[]` (label) and v2 `algorithm.parameters[]` "
-    "(name). v2's description and constraint have no v1 counterpart (see v2_parameters).",
-    _RUN_KEY + (
-        _computed("position", I32, "0-based position in the payload's list"),
-        _computed("name", S, "v1 label; v2 name"),
-        _computed("value", S, "Value as text (secrets redacted)"),
-        _computed("value_number", F64, "The value as a number, where it is numeric"),
-    ),
-    RUN_KEY + ("position",),
-    version_scoped=False,
-    view_sql="""SELECT project_id, 'v1' AS api_version, CAST(job_id AS VARCHAR) || '/' || CAST(version_id AS VARCHAR)
-       AS run_id, job_id, version_id, CAST(NULL AS VARCHAR) AS training_job_id, position, label AS name, value,
-       value_number
-FROM parameters
-UNION ALL BY NAME
-SELECT project_id, 'v2' AS api_version, training_job_id AS run_id, CAST(NULL AS BIGINT) AS job_id,
-       CAST(NULL AS BIGINT) AS version_id, training_job_id, position, name, value, value_number
-FROM v2_parameters""",
-)
-
-RUN_METRIC_SAMPLES = Table(
-    "run_metric_samples",
-    "System metric samples of every run: v1 `system_metric_list` (one series per version, task NULL) and v2 "
-    "metrics per task (-1 'no data' as NULL with no_data true). v1 samples have no task; v2 samples no interval "
-    "other than the documented minute.",
-    _RUN_KEY + (
-        _computed("task", S, "v2 task (worker-0, ...); NULL for v1"),
-        _computed("metric", S, "Metric name as in the API"),
-        _computed("sample_index", I32, "0-based index in the series"),
-        _computed("value", F64, "The sample"),
-        _computed("no_data", B, "v2: the API sent -1; v1: false"),
-    ),
-    RUN_KEY + ("task", "metric", "sample_index"),
-    version_scoped=False,
-    view_sql="""SELECT project_id, 'v1' AS api_version, CAST(job_id AS VARCHAR) || '/' || CAST(version_id AS VARCHAR)
-       AS run_id, job_id, version_id, CAST(NULL AS VARCHAR) AS training_job_id, CAST(NULL AS VARCHAR) AS task,
-       metric, sample_index, value, false AS no_data
-FROM system_metric_samples
-UNION ALL BY NAME
-SELECT project_id, 'v2' AS api_version, training_job_id AS run_id, CAST(NULL AS BIGINT) AS job_id,
-       CAST(NULL AS BIGINT) AS version_id, training_job_id, task, metric, sample_index, value, no_data
-FROM v2_metric_samples""",
-)
-
-VIEWS: tuple[Table, ...] = (V2_METRIC_SAMPLES, RUNS, RUN_PARAMETERS, RUN_METRIC_SAMPLES)
+VIEWS: tuple[Table, ...] = (V2_METRIC_SAMPLES,)
 ALL: tuple[Table, ...] = STORED + VIEWS
