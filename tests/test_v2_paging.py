@@ -64,3 +64,39 @@ def test_the_create_time_filter_finds_only_newer_jobs(reading):
     since = sorted(j.create_ms for j in world._jobs[PROJECT].values())[15]
     found, _, _ = _search(world, created_from=since)
     assert list(found.jobs) == _truth_order(world, since) and len(found.jobs) == 8
+
+
+class _EvilIds(V2World):
+    """A search that also lists entries whose ids are not UUIDs: paths, quotes, SQL, numbers, objects."""
+
+    def search(self, project_id, offset, limit, created_from):
+        page = super().search(project_id, offset, limit, created_from)
+        if offset == 0:
+            from pipelines.modelarts.simulator.hostile import EVIL_IDS
+
+            page["items"] = [{"metadata": {"id": value}} for value in EVIL_IDS] + page["items"]
+        return page
+
+
+def test_ids_that_are_not_uuids_never_enter_a_request(wh_dir):
+    from pipelines.modelarts.sync import Target, sync_projects
+    from warehouse.store import Warehouse
+
+    world = _EvilIds(jobs=4, seed=7)
+    with SimulatorServer(World(jobs=1), token="t", v2=world) as sim, Warehouse.open(wh_dir) as wh:
+        report = sync_projects(wh, [Target(sim.url, PROJECT)], StaticToken("t"), api="v2")
+        targets = list(sim.targets)
+    assert report.projects[0].fetched == 4
+    assert all("/training-jobs/" not in t or any(j in t for j in world._jobs[PROJECT]) for t in targets), targets
+    assert any("without a usable job id" in w for w in report.projects[0].warnings)
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "3faf5c03-aaa1-4cbe-879d-24b05d99734", "x" * 36, 12, None])
+def test_the_client_refuses_a_job_id_that_is_not_a_uuid(bad):
+    from pipelines.modelarts.errors import ApiError
+    from pipelines.modelarts.v2 import api
+
+    with pytest.raises(ApiError, match="not a v2 job id"):
+        api.job_segment(bad)
+    with pytest.raises(ApiError, match="not a task id"):
+        api.task_segment("../worker-0")
