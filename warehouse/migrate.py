@@ -141,8 +141,7 @@ class _Bodies:
     def _table(self, f: int) -> pa.Table:
         table = self._cache.pop(f, None)
         if table is None:
-            table = pq.read_table(self._files[f]).select(schema.RAW_PAYLOADS.column_names).cast(
-                schema.RAW_PAYLOADS.schema)
+            table = _as_raw(pq.read_table(self._files[f]))
         self._cache[f] = table
         while len(self._cache) > 1 and sum(t.nbytes for t in self._cache.values()) > _CACHED_FILE_BYTES:
             self._cache.popitem(last=False)
@@ -165,3 +164,11 @@ def _move_aside(root: Path) -> None:
     aside.mkdir(exist_ok=True)
     for name in names:
         os.rename(root / name, aside / name)  # one folder, one file system: a rename, never a copy
+
+
+def _as_raw(table: pa.Table) -> pa.Table:
+    """An old raw landing file in today's raw_payloads shape; columns added since (training_job_id) are NULL."""
+    for column in schema.RAW_PAYLOADS.columns:
+        if column.name not in table.column_names:
+            table = table.append_column(column.name, pa.nulls(table.num_rows, column.type))
+    return table.select(schema.RAW_PAYLOADS.column_names).cast(schema.RAW_PAYLOADS.schema)
