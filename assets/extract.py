@@ -48,8 +48,9 @@ class RawLanding:
 
 MODELARTS_API = dg.AssetSpec(
     conventions.key("api"),
-    description="The ModelArts v1 training-job API (`GET /v1/{project_id}/training-jobs`, its versions and each "
-                "version's detail) of the configured endpoint, per project. Not materialized here: it is where "
+    description="The ModelArts training-job APIs of the configured endpoint, per project: v1 "
+                "(`GET /v1/{project_id}/training-jobs`, its versions and each version's detail) and v2 (the job "
+                "search, each job's detail, its tasks' metrics and its events). Not materialized here: it is where "
                 "raw_payloads comes from.",
     group_name=conventions.RAW_GROUP,
     kinds={"api"},
