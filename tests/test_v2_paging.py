@@ -100,3 +100,18 @@ def test_the_client_refuses_a_job_id_that_is_not_a_uuid(bad):
         api.job_segment(bad)
     with pytest.raises(ApiError, match="not a task id"):
         api.task_segment("../worker-0")
+
+
+def test_the_search_post_is_signed_with_its_body_under_aksk():
+    from pipelines.modelarts.auth import AkSk
+
+    world = V2World(jobs=3, seed=8)
+    with SimulatorServer(World(jobs=1), aksk=("AKTEST", "SKTEST"), v2=world) as sim, \
+            ModelArtsClient(sim.url, AkSk("AKTEST", "SKTEST")) as client:
+        found = Search(PROJECT)
+        list(search_jobs(client, PROJECT, limit=50, created_from=None, found=found))
+        assert found.error is None and len(found.jobs) == 3
+        found = Search(PROJECT)
+        list(search_jobs(ModelArtsClient(sim.url, AkSk("AKTEST", "WRONG")), PROJECT, limit=50, created_from=None,
+                         found=found))
+        assert found.error is not None and "rejected the credentials" in str(found.error)
