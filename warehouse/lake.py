@@ -198,9 +198,14 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
 def _prepare_sqlite(path: Path) -> None:
     """WAL journal: readers of the catalog never block the writer's commit, nor it them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+    try:
+        with sqlite3.connect(path) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:  # not an OperationalError about the disk: the file itself
+        if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
+            raise OSError(f"{path}: {exc}") from None
+        raise LakeError(f"cannot open the catalog {path}: {exc}") from None
 
 
 def s3_secret_sql() -> str:
