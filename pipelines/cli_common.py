@@ -18,7 +18,7 @@ from warehouse.writerlock import write_refused
 
 USER_ERRORS = (ModelArtsError, WarehouseError, InputError)
 # what DuckDB says when the disk refuses a write, with the errno it stands for
-DISK_ERRORS = {"No space left on device": 28, "Read-only file system": 30, "File too large": 27,
+DISK_ERRORS = {"No space left on device": 28, "database or disk is full": 28, "Read-only file system": 30, "File too large": 27,
                "Disk quota exceeded": 122, "Permission denied": 13}
 
 WAREHOUSE_OPTION = click.option(
@@ -34,7 +34,7 @@ def user_errors():
         yield
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, duckdb.InterruptException):  # DuckDB turns Ctrl-C inside a query into the latter
         click.echo("interrupted; the warehouse keeps every batch it completed", err=True)
         sys.exit(130)
     except (OSError, duckdb.Error) as exc:

@@ -107,6 +107,7 @@ class Warehouse:
         self._config_args = (catalog, data_path)
         self._lock = writerlock.WriterLock(self.root)
         self._created: list[Path] = []  # what this open made, removed again if it fails having landed nothing
+        self._discard = False
         self._lock_timeout = lock_timeout
         self._settings = {"memory_limit": memory_limit, "threads": threads}
         self.config: LakeConfig | None = None
@@ -178,8 +179,13 @@ class Warehouse:
             raise WarehouseError(f"no warehouse at {self.root.absolute()}: run `modelarts-etl ingest` or `sync` "
                                  "first, or pass --warehouse")
 
+    def discard_if_empty(self) -> None:
+        """Mark a load that failed without raising (a sync's report): if this open created the
+        warehouse and nothing landed, closing removes it again."""
+        self._discard = True
+
     def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
+        if exc_type is None and not self._discard:
             self.close()
         else:
             self._close_failed()

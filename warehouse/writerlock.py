@@ -45,11 +45,13 @@ class WriterLock:
             try:
                 self._lock.acquire(timeout=0)
             except Timeout:
-                log.warning("waiting for %s to finish (up to %.0f s)", self.holder(), timeout)
+                log.warning("waiting for the writer %s to finish (up to %g s)", self.holder() or "holding the lock",
+                            timeout)
                 self._lock.acquire(timeout=timeout)
         except Timeout:
-            raise LockBusy(f"{self.holder()} is using the warehouse {self.root} (waited {timeout:.0f} s); "
-                           "wait for it to finish or raise the lock timeout") from None
+            holder = self.holder()
+            raise LockBusy(f"another writer is using the warehouse {self.root}{' (' + holder + ')' if holder else ''} "
+                           f"(waited {timeout:g} s); wait for it to finish or raise the lock timeout") from None
         except OSError as exc:
             raise LockError(write_refused(self.root, exc)) from None
         self._write_holder()
@@ -64,13 +66,13 @@ class WriterLock:
             self._lock.release()
 
     def holder(self) -> str:
-        """'the writer with pid N (modelarts-etl sync, started 12:01:05)', or 'another writer'."""
+        """'with pid N (cli.py sync, started 12:01:05)', or '' when the holder left no note."""
         try:
             info = json.loads((self.root / HOLDER_FILE).read_text())
             started = datetime.fromisoformat(info["started"]).strftime("%H:%M:%S")
-            return f"the writer with pid {int(info['pid'])} ({info['command']}, started {started})"
+            return f"with pid {int(info['pid'])} ({info['command']}, started {started})"
         except (OSError, ValueError, KeyError, TypeError):
-            return "another writer"
+            return ""
 
     def _write_holder(self) -> None:
         command = " ".join([Path(sys.argv[0]).name] + sys.argv[1:2]) if sys.argv and sys.argv[0] else "python"

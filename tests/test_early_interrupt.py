@@ -1,0 +1,42 @@
+"""Issue 13, item 9: Ctrl-C in the first second of a brand-new warehouse leaves a folder that
+connect() opens, or none at all (never one it cannot open)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from warehouse import connect
+from warehouse.store import WarehouseError
+from warehouse_world import write_corpus
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.5, 0.7, 0.9, 1.1, 1.4])
+def test_sigint_early_in_a_new_warehouse_leaves_one_that_opens_or_none(tmp_path, delay):
+    corpus = write_corpus(tmp_path / "c.jsonl", n=200)
+    wh = tmp_path / "wh"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(corpus), "--project-id", "p1",
+                             "--warehouse", str(wh), "--batch-size", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    if not wh.exists():
+        return
+    try:
+        con = connect(wh)
+    except WarehouseError as exc:  # refused with one line: recognisably not a warehouse
+        assert "no warehouse at" in str(exc), exc
+        assert not any(wh.rglob("*.parquet")), list(wh.rglob("*"))
+        return
+    try:
+        versions, bodies = con.execute("SELECT (SELECT count(*) FROM job_versions), "
+                                       "(SELECT count(*) FROM raw_payloads)").fetchone()
+        assert versions <= bodies
+    finally:
+        con.close()
