@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from conftest import rows
-from test_crash import stable_snapshot
+from test_crash import VOLATILE, stable_snapshot
+from warehouse import schema
 from warehouse import connect
 from warehouse.datafiles import data_files
 from warehouse_world import cli, ingest, one_line_error, write_corpus
@@ -42,6 +43,19 @@ def raw_file(wh, n: int = 1):
         con.close()
 
 
+def tidy_snapshot(wh) -> dict[str, list]:
+    """stable_snapshot without raw_payloads (a damaged raw file makes it unreadable)."""
+    con = connect(wh)
+    try:
+        out = {}
+        for table in ("job_versions", "parameters", "data_sources", "field_issues"):
+            cols = ", ".join(f'"{c}"' for c in schema.TABLES[table].column_names if c not in VOLATILE)
+            out[table] = sorted(con.execute(f"SELECT {cols} FROM {table}").fetchall(), key=repr)
+        return out
+    finally:
+        con.close()
+
+
 def snapshot_id(wh) -> int:
     return rows(wh, "SELECT id FROM modelarts.current_snapshot()")[0][0]
 
@@ -61,7 +75,7 @@ def test_check_reads_every_file_and_names_the_damaged_one(world):
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 def test_rebuild_with_a_damaged_raw_file_rebuilds_the_rest_in_one_snapshot_and_reports_it(world, damage):
     _, wh = world
-    before, first = stable_snapshot(wh), snapshot_id(wh)
+    before, first = tidy_snapshot(wh), snapshot_id(wh)
     damaged = raw_file(wh)
     os.truncate(damaged.path, damaged.size // 2) if damage == "truncate" else os.remove(damaged.path)
     done = cli("rebuild", "--warehouse", str(wh))
@@ -69,8 +83,8 @@ def test_rebuild_with_a_damaged_raw_file_rebuilds_the_rest_in_one_snapshot_and_r
     assert "rebuilt without 100 raw bodies in 1 damaged file(s)" in line and "100 version(s)" in line
     assert os.path.basename(damaged.path) in done.stderr
     assert snapshot_id(wh) == first + 1  # one snapshot
-    after = stable_snapshot(wh)
-    for table in ("job_versions", "parameters", "data_sources", "field_issues"):
+    after = tidy_snapshot(wh)
+    for table in after:
         assert after[table] == before[table], table  # readable bodies rebuilt, the others kept
     assert rows(wh, "SELECT count(*), count(DISTINCT (job_id, version_id)) FROM job_versions") == [(300, 300)]
 
@@ -83,8 +97,7 @@ def test_a_rebuild_that_fails_leaves_the_previous_snapshot(world):
     line = one_line_error(cli("rebuild", "--warehouse", str(wh)))
     assert "damaged" in line and "modelarts-etl check" in line
     assert snapshot_id(wh) == first
-    after = stable_snapshot(wh) if False else None  # job_versions is unreadable now; the others are as before
-    con = connect(wh)
+    con = connect(wh)  # job_versions is unreadable now; the other tables are as before
     try:
         assert con.execute("SELECT count(*) FROM parameters").fetchone()[0] == len(before["parameters"])
     finally:
