@@ -37,7 +37,10 @@ def user_errors():
     except (KeyboardInterrupt, duckdb.InterruptException):  # DuckDB turns Ctrl-C inside a query into the latter
         click.echo("interrupted; the warehouse keeps every batch it completed", err=True)
         sys.exit(130)
-    except (OSError, duckdb.Error) as exc:
+    except (OSError, duckdb.Error, RuntimeError) as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # DuckDB's "Query interrupted", raised from a Ctrl-C
+            click.echo("interrupted; the warehouse keeps every batch it completed", err=True)
+            sys.exit(130)
         line = machine_error(exc)
         if line is None:
             raise

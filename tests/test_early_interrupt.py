@@ -1,5 +1,6 @@
 """Issue 13, item 9: Ctrl-C in the first second of a brand-new warehouse leaves a folder that
-connect() opens, or none at all (never one it cannot open)."""
+connect() opens, or none at all (never one it cannot open). The delays count from the moment
+the writer makes the folder (Python's own start-up is not what is tested)."""
 from __future__ import annotations
 
 import os
@@ -15,13 +16,16 @@ from warehouse.store import WarehouseError
 from warehouse_world import write_corpus
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.5, 0.7, 0.9, 1.1, 1.4])
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.6, 1.0])
 def test_sigint_early_in_a_new_warehouse_leaves_one_that_opens_or_none(tmp_path, delay):
     corpus = write_corpus(tmp_path / "c.jsonl", n=200)
     wh = tmp_path / "wh"
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(corpus), "--project-id", "p1",
                              "--warehouse", str(wh), "--batch-size", "20"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    while not wh.exists() and proc.poll() is None and time.monotonic() - started < 60:
+        time.sleep(0.005)  # the moment the writer starts making the warehouse
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

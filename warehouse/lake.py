@@ -138,7 +138,8 @@ def _extension_bases() -> list[Path]:
 
 
 def _link_extensions(base: Path, sources: dict[str, Path]) -> None:
-    folder = base / DUCKDB_VERSION / duckdb.execute("PRAGMA platform").fetchone()[0]
+    with duckdb.connect() as con:  # its own connection: the module-level one is not safe across threads
+        folder = base / DUCKDB_VERSION / con.execute("PRAGMA platform").fetchone()[0]
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
         link = folder / f"{name}.duckdb_extension"
