@@ -7,7 +7,7 @@ import pytest
 from warehouse import connect, load
 from warehouse.records import RawRecord
 from warehouse.store import Warehouse, WarehouseError
-from warehouse_world import cli, ingest, one_line_error, write_corpus
+from warehouse_world import cli, ingest, one_line_error
 
 
 @pytest.mark.parametrize("command", [("rebuild",), ("maintain",), ("snapshots",), ("check",),

@@ -3,7 +3,6 @@ connect() opens, or none at all (never one it cannot open). The delays count fro
 the writer makes the folder (Python's own start-up is not what is tested)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
