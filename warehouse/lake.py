@@ -138,7 +138,8 @@ def _extension_bases() -> list[Path]:
 
 
 def _link_extensions(base: Path, sources: dict[str, Path]) -> None:
-    folder = base / DUCKDB_VERSION / duckdb.execute("PRAGMA platform").fetchone()[0]
+    with duckdb.connect() as con:  # its own connection: the module-level one is not safe across threads
+        folder = base / DUCKDB_VERSION / con.execute("PRAGMA platform").fetchone()[0]
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
         link = folder / f"{name}.duckdb_extension"
@@ -198,9 +199,14 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
 def _prepare_sqlite(path: Path) -> None:
     """WAL journal: readers of the catalog never block the writer's commit, nor it them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+    try:
+        with sqlite3.connect(path) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:  # not an OperationalError about the disk: the file itself
+        if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
+            raise OSError(f"{path}: {exc}") from None
+        raise LakeError(f"cannot open the catalog {path}: {exc}") from None
 
 
 def s3_secret_sql() -> str:

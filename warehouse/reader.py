@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pandas costs ~0.4 s to import: the CLI and the writer never
 
 from warehouse import lake, schema
 from warehouse.lake import LakeConfig, LakeError
-from warehouse.store import WarehouseError
+from warehouse.store import WarehouseError, recover_hint
 
 DEFAULT_WAREHOUSE = "warehouse_data"
 
@@ -35,21 +35,26 @@ def connect(warehouse: str | os.PathLike | None = None, *, snapshot: int | None 
     """A DuckDB connection with the lake attached read-only as `modelarts` (and in use), so
     `SELECT * FROM job_versions` works. `snapshot` (an id from the `loads` view) or `at` (a
     time) shows every table as it was then."""
+    config = None
     try:
         config = LakeConfig.for_folder(warehouse_dir(warehouse), catalog, data_path)
         if not config.exists():
             from warehouse.migrate import needs_migration
+            from warehouse.recover import has_raw_files
 
             if needs_migration(config.root):
                 raise WarehouseError(f"{config.root} holds a warehouse of the pre-DuckLake layout: convert it with "
                                      f"`modelarts-etl migrate --warehouse {config.root}` (or any writer), then read")
+            if has_raw_files(config.root):
+                raise WarehouseError(f"the warehouse {config.root} has data files but no catalog: run "
+                                     f"`modelarts-etl recover --warehouse {config.root}` to rebuild it from them")
             raise WarehouseError(f"no warehouse at {config.root}: run `modelarts-etl ingest` or `sync` first, "
                                  "or pass the folder")
         con = lake.new_connection()
         lake.attach(con, config, read_only=True, snapshot=snapshot,
                     at_time=at.isoformat() if isinstance(at, datetime) else at)
     except LakeError as exc:
-        raise WarehouseError(str(exc)) from None
+        raise WarehouseError(f"{exc}{recover_hint(config)}") from None
     con.execute(f"USE {lake.ALIAS}")
     return con
 

@@ -17,8 +17,10 @@ Readers never take that lock (see reader.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,19 +30,20 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from filelock import FileLock, Timeout
 
-from warehouse import batches, failpoints, lake, schema
+from warehouse import batches, datafiles, failpoints, lake, schema, writerlock
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.records import PROJECT_ID_PATTERN, RawRecord
 
-LOCK_FILE = ".writer.lock"
+LOCK_FILE = writerlock.LOCK_FILE
 DEFAULT_BATCH_RECORDS = 2000
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024  # ~1,100 payloads of the benchmark corpus; bounds the samples per batch
 # DuckDB's buffer pool; the lake's data goes straight to Parquet files, so this bounds query memory only.
 DUCKDB_MEMORY_LIMIT = "256MB"
 DUCKDB_THREADS = 2
+READABLE_RAW = "memory.main.readable_raw"  # raw_payloads without its damaged files (datafiles.py)
+log = logging.getLogger("warehouse")
 
 
 class WarehouseError(Exception):
@@ -73,6 +76,8 @@ class LoadReport:
     field_issues: int = 0
     load_id: str = ""
     projects: set[str] = field(default_factory=set)
+    damage: list = field(default_factory=list)  # datafiles.Damage of the raw files that could not be read
+    versions_kept: int = 0  # rebuild: versions whose body is unreadable, kept as they were
 
     def add(self, other: "LoadReport") -> None:
         for name in ("landed", "duplicates", "versions_loaded", "rejected", "field_issues"):
@@ -94,12 +99,15 @@ class Warehouse:
 
     def __init__(self, root: str | os.PathLike, *, catalog: str | None = None, data_path: str | None = None,
                  lock_timeout: float = 600, redact: bool = True, source: str = "library",
-                 memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS):
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS, create: bool = True):
         self.root = Path(root)
+        self.create = create  # False: refuse a folder that is not a warehouse yet
         self.redact = redact
         self.source = source
         self._config_args = (catalog, data_path)
-        self._lock = FileLock(str(self.root / LOCK_FILE))
+        self._lock = writerlock.WriterLock(self.root)
+        self._created: list[Path] = []  # what this open made, removed again if it fails having landed nothing
+        self._discard = False
         self._lock_timeout = lock_timeout
         self._settings = {"memory_limit": memory_limit, "threads": threads}
         self.config: LakeConfig | None = None
@@ -107,6 +115,8 @@ class Warehouse:
         self._reader: duckdb.DuckDBPyConnection | None = None  # the reading thread's own connection
         self._raw_keys: dict[str, set[str]] = {}  # per project: digests of stored (source, sha256)
         self._versions: dict[str, set[tuple[int, int]]] = {}  # per project: stored (job_id, version_id)
+        self._raw = f"{lake.ALIAS}.raw_payloads"  # READABLE_RAW once a damaged raw file is found
+        self.damage: list[datafiles.Damage] = []
 
     @classmethod
     def open(cls, root: str | os.PathLike, **kwargs) -> "Warehouse":
@@ -115,21 +125,16 @@ class Warehouse:
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> "Warehouse":
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WarehouseError(f"cannot create warehouse folder {self.root}: {exc.strerror}") from None
-        try:
             self.config = LakeConfig.for_folder(self.root, *self._config_args)
         except LakeError as exc:
             raise WarehouseError(str(exc)) from None
+        self._refuse_unusable_folder()
+        data = Path(self.config.data_path) if self.config.local_data else None
+        self._created = [p for p in (self.root, self.root / LOCK_FILE, self.config.sqlite_file, data)
+                         if p is not None and not os.path.lexists(p)]
         try:
-            self._lock.acquire(timeout=self._lock_timeout)
-        except Timeout:
-            raise WarehouseBusy(
-                f"another writer is using the warehouse {self.root} (waited {self._lock_timeout:.0f} s); "
-                "wait for it to finish or raise the lock timeout"
-            ) from None
-        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.acquire_lock()
             self.con = lake.new_connection(**self._settings)
             lake.attach(self.con, self.config)
             self.con.execute(f"USE {lake.ALIAS}")
@@ -139,15 +144,66 @@ class Warehouse:
 
             migrate_legacy_layout(self)
         except LakeError as exc:
-            self.close()
-            raise WarehouseError(str(exc)) from None
+            self._close_failed()
+            raise WarehouseError(f"{exc}{recover_hint(self.config)}") from None
+        except OSError as exc:
+            self._close_failed()
+            raise WarehouseError(writerlock.write_refused(self.root, exc)) from None
         except BaseException:
-            self.close()
+            self._close_failed()
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def acquire_lock(self) -> None:
+        """Take the writer lock, saying once for whom it waits."""
+        try:
+            self._lock.acquire(self._lock_timeout)
+        except writerlock.LockBusy as exc:
+            raise WarehouseBusy(str(exc)) from None
+        except writerlock.LockError as exc:
+            raise WarehouseError(str(exc)) from None
+
+    def _refuse_unusable_folder(self) -> None:
+        """A folder that is not a warehouse (with create=False), or a local lake that lost its catalog:
+        opening it would make a new empty catalog over data it does not know."""
+        from warehouse.migrate import needs_migration
+        from warehouse.recover import has_raw_files
+
+        if self.config.exists() or needs_migration(self.root):
+            return
+        if self.config.embedded and has_raw_files(self.root):
+            raise WarehouseError(f"the warehouse {self.root} has data files but no catalog "
+                                 f"({self.config.sqlite_file.name} is missing): run `modelarts-etl recover "
+                                 f"--warehouse {self.root}` to rebuild it from the raw data files")
+        if not self.create:
+            raise WarehouseError(f"no warehouse at {self.root.absolute()}: run `modelarts-etl ingest` or `sync` "
+                                 "first, or pass --warehouse")
+
+    def discard_if_empty(self) -> None:
+        """Mark a load that failed without raising (a sync's report): if this open created the
+        warehouse and nothing landed, closing removes it again."""
+        self._discard = True
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None and not self._discard:
+            self.close()
+        else:
+            self._close_failed()
+
+    def _close_failed(self) -> None:
+        """Close; if this open created the warehouse and nothing was landed, remove it again, so a
+        mistyped folder or a sync that failed before its first answer leaves no empty warehouse."""
+        created = bool(self._created) and (self.con is None or self._nothing_landed())
         self.close()
+        if created:
+            for path in reversed(self._created):
+                _remove(path, self.config)
+
+    def _nothing_landed(self) -> bool:
+        try:
+            return self.con.execute("SELECT count(*) FROM raw_payloads").fetchone()[0] == 0
+        except duckdb.Error:
+            return False
 
     def close(self) -> None:
         if self._reader is not None:
@@ -156,8 +212,7 @@ class Warehouse:
         if self.con is not None:
             self.con.close()
             self.con = None
-        if self._lock.is_locked:
-            self._lock.release()
+        self._lock.release()
 
     # -- reading what is stored --------------------------------------------------
     def version_states(self, project_id: str) -> dict[tuple[int, int], bool]:
@@ -202,15 +257,38 @@ class Warehouse:
         until it commits, and a rebuild that fails or is killed leaves them as they were."""
         report = LoadReport(load_id=new_load_id())
         self._versions = {}
+        damage = datafiles.damaged(self.con, [schema.RAW_PAYLOADS.name])
+        if damage:
+            self.use_readable_raw(damage)
+        report.damage = damage
         with transaction(self.con, "rebuild"):
-            for table in schema.STORED_TIDY_TABLES + (schema.REJECTED_PAYLOADS,):
-                self.con.execute(f'DELETE FROM "{table.name}"')
+            if damage:
+                report.versions_kept = self._clear_derived_of_readable_bodies()
+            else:
+                for table in schema.STORED_TIDY_TABLES + (schema.REJECTED_PAYLOADS,):
+                    self.con.execute(f'DELETE FROM "{table.name}"')
             for batch in self._stored_batches(-1, batch_records, batch_bytes):
                 self._write_derived(batch, report)
                 failpoints.hit("rebuild_batch_written")
             self.label_snapshot("rebuild", report, raw_through=self._max_raw_rowid())
         report.load_id = "rebuild"
         return report
+
+    def _clear_derived_of_readable_bodies(self) -> int:
+        """Delete the derived rows that readable bodies will derive again; the versions whose body is
+        in a damaged file keep their rows (nothing else could restore them). Returns how many were kept."""
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE kept_versions AS SELECT project_id, job_id, version_id "
+                    f"FROM job_versions v WHERE NOT EXISTS (SELECT 1 FROM {READABLE_RAW} r "
+                    "WHERE r.project_id = v.project_id AND r.payload_sha256 = v.payload_sha256)")
+        for table in schema.STORED_TIDY_TABLES:
+            con.execute(f'DELETE FROM "{table.name}" WHERE (project_id, job_id, version_id) NOT IN '
+                        "(SELECT (project_id, job_id, version_id) FROM temp.kept_versions)")
+        con.execute(f"DELETE FROM {schema.REJECTED_PAYLOADS.name} WHERE (project_id, source, payload_sha256) IN "
+                    f"(SELECT (project_id, source, payload_sha256) FROM {READABLE_RAW})")
+        kept = con.execute("SELECT count(*) FROM temp.kept_versions").fetchone()[0]
+        con.execute("DROP TABLE temp.kept_versions")
+        return kept
 
     # -- preparing batches (the reading thread) ------------------------------------
     def _prepared(self, records: Iterable[RawRecord], report: LoadReport, derive: bool,
@@ -252,29 +330,51 @@ class Warehouse:
         tuples would cost more memory than the set itself."""
         keys = self._raw_keys.get(project_id)
         if keys is None:
-            digests = self._reader.execute(
-                f"SELECT left(sha256(CAST(length(source) AS VARCHAR) || ':' || source || payload_sha256), 32) "
-                f"AS d FROM {lake.ALIAS}.raw_payloads WHERE project_id = ?", [project_id]).to_arrow_table()
+            digests = self._read_raw(
+                "SELECT left(sha256(CAST(length(source) AS VARCHAR) || ':' || source || payload_sha256), 32) "
+                "AS d FROM {raw} WHERE project_id = ?", [project_id])
             keys = self._raw_keys[project_id] = set(digests.column("d").to_pylist())
         return keys
 
     def _stored_batches(self, after: int, batch_records: int, batch_bytes: int) -> Iterator[_Batch]:
         """Raw bodies past rowid `after`, flattened a batch at a time. The batches are cut from the
         keys alone; only one batch of bodies is read at a time, so memory does not grow with the lake."""
-        cursor = self._reader
-        listed = cursor.execute(f"SELECT rowid, byte_size FROM {lake.ALIAS}.raw_payloads WHERE rowid > ? ORDER BY rowid",
-                                [after]).to_arrow_table()
+        listed = self._read_raw("SELECT rowid, byte_size FROM {raw} WHERE rowid > ? ORDER BY rowid", [after])
         rowids = listed.column("rowid").to_numpy()
         sizes = listed.column("byte_size").to_numpy()
         cols = ", ".join(f'"{c}"' for c in schema.RAW_PAYLOADS.column_names)
         for start, stop in batches.cuts(sizes, batch_records, batch_bytes):
             first, last = int(rowids[start]), int(rowids[stop - 1])
-            raw = cursor.execute(f"SELECT {cols} FROM {lake.ALIAS}.raw_payloads WHERE rowid BETWEEN ? AND ? "
-                                 "ORDER BY rowid", [first, last]).to_arrow_table()
+            raw = self._read_raw(f"SELECT {cols} FROM {{raw}} WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                                 [first, last])
             records = batches.records_from_raw(raw)
             flat = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
             flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
             yield _Batch(raw.slice(0, 0), flat, raw_through=last)
+
+    def _read_raw(self, sql: str, params: list) -> pa.Table:
+        """`sql` on raw_payloads (`{raw}`); a damaged raw file switches every later read to the readable ones."""
+        try:
+            return self._reader.execute(sql.format(raw=self._raw), params).to_arrow_table()
+        except duckdb.Error as exc:
+            if self._raw == READABLE_RAW or not datafiles.is_damage_error(exc):
+                raise
+        self.use_readable_raw(datafiles.damaged(self.con, [schema.RAW_PAYLOADS.name]))
+        return self._reader.execute(sql.format(raw=self._raw), params).to_arrow_table()
+
+    def use_readable_raw(self, damage: list) -> None:
+        """Read raw bodies from the undamaged files only, and say so once."""
+        if not damage:
+            raise WarehouseError("raw_payloads could not be read, but every data file reads whole: "
+                                 "run `modelarts-etl check` and report the error")
+        if self._raw != READABLE_RAW:
+            log.warning("warning: %d raw data file(s) of %s are damaged (%d bodies unreadable); the other "
+                        "bodies are used. Run `modelarts-etl check --warehouse %s` for the list, then restore "
+                        "the files from a backup or run `modelarts-etl recover`", len(damage), self.root,
+                        sum(d.file.rows for d in damage), self.root)
+        self.damage = damage
+        self._raw = READABLE_RAW
+        self.con.execute(f"CREATE OR REPLACE VIEW {READABLE_RAW} AS {datafiles.readable_raw_sql(self.con, damage)}")
 
     # -- committing (the commit thread) ------------------------------------------------
     def _commit_each(self, prepared: Iterator[_Batch], report: LoadReport) -> None:
@@ -297,6 +397,8 @@ class Warehouse:
                                     projects=set(batch.raw.column("project_id").unique().to_pylist()))
                 self.label_snapshot("raw", landed, load_id=report.load_id)
             report.add(landed)
+            if self._raw == READABLE_RAW:
+                self.use_readable_raw(self.damage)  # the view names files: add the one just committed
             if batch.flat is not None:
                 batch.raw_through = self._max_raw_rowid()
         if batch.flat is None:
@@ -349,7 +451,7 @@ class Warehouse:
         self.con.unregister("batch_rows")
 
     def _max_raw_rowid(self) -> int:
-        value = self.con.execute("SELECT max(rowid) FROM raw_payloads").fetchone()[0]
+        value = self.con.execute(f"SELECT max(rowid) FROM {self._raw}").fetchone()[0]
         return -1 if value is None else value
 
     def label_snapshot(self, step: str, report: LoadReport, *, load_id: str | None = None,
@@ -362,6 +464,29 @@ class Warehouse:
             info["raw_through"] = raw_through
         self.con.execute(f"CALL {lake.ALIAS}.set_commit_message('modelarts-etl', ?, extra_info => ?)",
                          [f"{step} {info['load_id'] or ''}".strip(), json.dumps(info)])
+
+
+def recover_hint(config: LakeConfig | None) -> str:
+    if config is None or not config.embedded or not config.sqlite_file.exists():
+        return ""
+    return (f"; if {config.sqlite_file.name} is damaged, run `modelarts-etl recover --warehouse {config.root}` "
+            "(it rebuilds the catalog from the raw data files and keeps the old files aside)")
+
+
+def _remove(path: Path, config: LakeConfig) -> None:
+    """Remove what a failed first open created (the catalog with its -wal/-shm, empty folders)."""
+    try:
+        if config.sqlite_file is not None and path == config.sqlite_file:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        elif path == config.root:
+            path.rmdir()  # only if empty: never anything of the user's
+        elif path.is_dir():
+            shutil.rmtree(path)  # a data folder this open made: no snapshot names any file in it
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _raw_digest(source: str, sha: str) -> str:
