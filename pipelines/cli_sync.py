@@ -112,6 +112,8 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
                     verify=not insecure, progress=None if quiet else _Progress(), raise_on_error=False,
                     deadline=deadline, land_batch=batch_size,
                 )
+                if not report.ok:
+                    wh.discard_if_empty()  # a first sync that failed leaves no empty warehouse behind
     _print_report(report)
     if not report.ok:
         raise click.ClickException(report.error_line())
