@@ -73,6 +73,8 @@ def raw_payloads(context: dg.AssetExecutionContext, modelarts: ModelArtsResource
     with user_errors(), warehouse.writer() as wh:
         landing = RawLanding(wh)
         report = modelarts.sync(landing, [project_id]).projects[0]
+        if report.error:
+            wh.discard_if_empty()  # a first sync that failed leaves no empty warehouse behind
         # read under the lock, on the writer's own connection: the lake as just committed, without
         # the ~0.3 s a second connection costs
         snapshot = wh.snapshot_id()

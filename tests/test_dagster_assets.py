@@ -220,6 +220,7 @@ def test_a_refused_token_fails_the_partition_with_one_readable_line(sim, resourc
     error = failure.step_failure_data.user_failure_data
     assert "401" in error.description or "token" in error.description.lower()
     assert "wrong" not in error.description  # never the secret itself
+    assert not Path(resources["warehouse"].folder).exists()  # and no empty warehouse left behind
 
 
 def test_checks_read_while_a_writer_holds_the_lock(sim, resources, instance):
