@@ -186,7 +186,8 @@ def sync_project(wh, client: ModelArtsClient, project: ProjectReport, *, concurr
         found, tally = Discovery(project.project_id), _Tally()
         records = _project_records(client, project, states, found, tally, concurrency=concurrency,
                                    per_page=per_page, progress=progress)
-        loaded = wh.land(records, batch_records=land_batch)
+        with closing(records):  # a failed land (disk full) must stop the fetch threads now, not never
+            loaded = wh.land(records, batch_records=land_batch)
         project.landed, project.rejected = loaded.landed, loaded.rejected
         project.versions_loaded, project.field_issues = loaded.versions_loaded, loaded.field_issues
         for error in (found.error, tally.error):
