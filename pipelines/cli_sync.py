@@ -121,7 +121,9 @@ def _print_report(report: SyncReport) -> None:
     for project in report.projects:
         if project.error is None:
             click.echo(project.line())
-        for warning in project.warnings[:5]:
+        for gap in project.gaps[:20]:
+            click.echo(f"  gap: {gap}", err=True)
+        for warning in [w for w in project.warnings if w not in project.gaps][:5]:
             click.echo(f"  warning: {warning}", err=True)
         for failure in project.failures[:5]:
             click.echo(f"  not fetched: {failure}", err=True)
@@ -158,7 +160,8 @@ def _print_report(report: SyncReport) -> None:
 @click.option("--secret-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of jobs with made-up secrets in parameters and user_command (to see redaction).")
 @click.option("--hostile", type=click.Choice(HOSTILE_MODES), default=None,
-              help="Misbehave on purpose: hostile ids, trickled answers, non-UTF-8 bytes or huge bodies.")
+              help="Misbehave on purpose: hostile ids, trickled answers, non-UTF-8 bytes, huge bodies, "
+                   "empty or repeated list pages, an overstated job total.")
 @click.option("--hostile-match", default=None, help="Regex on the request path the --hostile mode applies to.")
 @click.option("--token", envvar="MODELARTS_SIMULATOR_TOKEN", default=None,
               help="Require this X-Auth-Token ($MODELARTS_SIMULATOR_TOKEN).")

@@ -66,8 +66,14 @@ class ProjectReport:
     requests: int = 0
     elapsed: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)  # listings that ended short of the server's count
     failures: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every listing reached its count and every planned detail arrived."""
+        return self.error is None and not self.gaps and not self.failed
 
     def line(self) -> str:
         text = (f"project {self.project_id}: jobs {self.jobs} ({self.jobs_unchanged} unchanged), "
@@ -75,6 +81,8 @@ class ProjectReport:
                 f"rejected {self.rejected}, retried {self.retried}, requests {self.requests}")
         if self.failed:
             text += f", failed {self.failed} (fetched again next sync)"
+        if self.gaps:
+            text += f", INCOMPLETE: {len(self.gaps)} listing(s) ended short (listed again next sync)"
         return text + f", {self.elapsed:.1f} s"
 
 
@@ -118,12 +126,22 @@ class SyncReport:
     def ok(self) -> bool:
         return all(p.error is None for p in self.projects)
 
+    @property
+    def complete(self) -> bool:
+        return all(p.complete for p in self.projects)
+
     def summary(self) -> str:
         text = (f"listed {self.listed}, fetched {self.fetched}, skipped as final {self.skipped_final}, "
                 f"rejected {self.rejected}, retried {self.retried}")
         if self.failed:
             text += f", failed {self.failed}"
+        gaps = self._sum_len("gaps")
+        if gaps:
+            text += f", INCOMPLETE: {gaps} listing gap(s)"
         return text + f", elapsed {self.elapsed:.1f} s"
+
+    def _sum_len(self, name: str) -> int:
+        return sum(len(getattr(p, name)) for p in self.projects)
 
     def error_line(self) -> str:
         failed = [p for p in self.projects if p.error]
@@ -206,6 +224,7 @@ def _project_records(client: ModelArtsClient, project: ProjectReport, states: di
     """List pages, then the planned details, as one stream: one load, landed in batches while fetching goes on."""
     yield from discover(client, project.project_id, states, per_page=per_page, concurrency=concurrency, found=found)
     project.jobs, project.jobs_unchanged, project.warnings = len(found.jobs), found.settled_jobs, found.warnings
+    project.gaps = found.gaps
     if found.error is not None:
         return
     plan = plan_fetches(found.versions, states)
