@@ -29,7 +29,7 @@ from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 
 from pipelines.modelarts.auth import auth_from_env
 from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, normalize_endpoint
-from pipelines.modelarts.retry import RetryPolicy
+from pipelines.modelarts.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULTS, TransientFaults
 from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
 from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
@@ -81,6 +81,10 @@ class _Progress:
               help="Seconds to wait for an answer before retrying.")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               help="Retries per request on 429, 5xx, timeouts and dropped connections.")
+@click.option("--max-retry-after", type=click.FloatRange(min=0), default=DEFAULT_MAX_RETRY_AFTER, show_default=True,
+              envvar="MODELARTS_MAX_RETRY_AFTER",
+              help="Longest Retry-After (seconds) waited for; a request told to wait longer is left for the next "
+                   "sync and reported as not fetched ($MODELARTS_MAX_RETRY_AFTER).")
 @click.option("--deadline", type=click.FloatRange(min=1), default=DEFAULT_DEADLINE, show_default=True,
               help="Seconds for a whole request, however the server paces its answer (--timeout is per read).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_LAND_BATCH, show_default=True,
@@ -89,8 +93,8 @@ class _Progress:
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, concurrency: int, rate: float,
-         per_page: int, timeout: float, retries: int, deadline: float, batch_size: int, insecure: bool,
-         keep_secrets: bool, quiet: bool) -> None:
+         per_page: int, timeout: float, retries: int, max_retry_after: float, deadline: float, batch_size: int,
+         insecure: bool, keep_secrets: bool, quiet: bool) -> None:
     """Fetch new and unfinished training-job versions from the API into the warehouse."""
     ids = _split_ids(project_ids)
     with user_errors():
@@ -108,7 +112,8 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
             with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
                 report = sync_projects(
                     wh, [Target(endpoint, p) for p in ids], auth, concurrency=concurrency, rate=rate or None,
-                    per_page=per_page, timeout=(connect, timeout), retry=RetryPolicy(max_retries=retries),
+                    per_page=per_page, timeout=(connect, timeout),
+                    retry=RetryPolicy(max_retries=retries, retry_after_max=max_retry_after),
                     verify=not insecure, progress=None if quiet else _Progress(), raise_on_error=False,
                     deadline=deadline, land_batch=batch_size,
                 )
