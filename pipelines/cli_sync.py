@@ -12,7 +12,9 @@ history and `ps`); the first complete set wins:
     MODELARTS_IAM_ENDPOINT                 IAM address (default: derived from the endpoint)
 
 Stand-ins for flags: MODELARTS_ENDPOINT (--endpoint), MODELARTS_PROJECT_ID (--project-id;
-several separated by spaces or commas), MODELARTS_WAREHOUSE (--warehouse).
+several separated by spaces or commas), MODELARTS_WAREHOUSE (--warehouse),
+MODELARTS_MAX_RETRY_AFTER (--max-retry-after). A --project-id flag is one id: repeat it
+for several (`--project-id "a b"` is refused, not split).
 
 A wrong endpoint, bad credentials or an unknown project end in one line on stderr and
 exit status 1; no traceback, no secret. `python -m pipelines.cli_sync` runs both
@@ -24,6 +26,7 @@ import time
 import warnings
 
 import click
+from click.core import ParameterSource
 
 from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 
@@ -43,10 +46,20 @@ PROGRESS_EVERY = 2.0  # seconds between progress lines
 PROGRESS_MIN_VERSIONS = 100  # syncs with fewer versions to fetch print no progress
 
 
-def _split_ids(values: tuple[str, ...]) -> list[str]:
+def _project_ids(values: tuple[str, ...]) -> list[str]:
+    """Each --project-id is one id, as given: `--project-id "a b"` is a mistake, not two projects.
+    Only $MODELARTS_PROJECT_ID holds several (click splits it at spaces; commas work too)."""
+    ctx = click.get_current_context()
+    from_env = ctx.get_parameter_source("project_ids") is ParameterSource.ENVIRONMENT
     ids = []
     for value in values:
-        ids.extend(part for part in value.replace(",", " ").split() if part)
+        if from_env:
+            ids.extend(value.replace(",", " ").split())
+        elif any(sep in value for sep in ", \t\n"):
+            raise click.ClickException(f"--project-id {value!r} is not one project id (it has a space or comma): "
+                                       "pass --project-id once per project")
+        else:
+            ids.append(value)
     return list(dict.fromkeys(ids))
 
 
@@ -96,7 +109,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
          per_page: int, timeout: float, retries: int, max_retry_after: float, deadline: float, batch_size: int,
          insecure: bool, keep_secrets: bool, quiet: bool) -> None:
     """Fetch new and unfinished training-job versions from the API into the warehouse."""
-    ids = _split_ids(project_ids)
+    ids = _project_ids(project_ids)
     with user_errors():
         for project_id in ids:
             validate_project_id(project_id)
@@ -194,7 +207,7 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
     if bool(iam_user) != bool(iam_password):
         raise click.ClickException("give both --iam-user and --iam-password, or neither")
     try:
-        world = World(projects=_split_ids(project_ids) or [DEFAULT_PROJECT_ID], jobs=jobs,
+        world = World(projects=_project_ids(project_ids) or [DEFAULT_PROJECT_ID], jobs=jobs,
                       versions_per_job=_range(versions_per_job), seed=seed, running_share=running_share,
                       payload_fault_rate=payload_fault_rate, payload_faults=_kinds(payload_faults),
                       secret_share=secret_share)
