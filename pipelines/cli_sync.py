@@ -56,8 +56,8 @@ def _project_ids(values: tuple[str, ...]) -> list[str]:
         if from_env:
             ids.extend(value.replace(",", " ").split())
         elif any(sep in value for sep in ", \t\n"):
-            raise click.ClickException(f"--project-id {value!r} is not one project id (it has a space or comma): "
-                                       "pass --project-id once per project")
+            raise click.ClickException(f"invalid project id {value!r}: one --project-id is one id, and this one "
+                                       "has a space or comma; pass --project-id once per project")
         else:
             ids.append(value)
     return list(dict.fromkeys(ids))

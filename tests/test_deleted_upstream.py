@@ -82,3 +82,38 @@ def test_the_dagster_landing_wrapper_passes_the_marks_on(tmp_path):
         with SimulatorServer(world, token=TOKEN) as sim:
             report = sync_projects(RawLanding(wh), [Target(sim.url, pid)], StaticToken(TOKEN)).projects[0]
         assert report.deleted_upstream == 1
+
+
+def test_an_empty_job_list_without_a_total_proves_nothing_and_marks_nothing(tmp_path):
+    """Our own stand-in for a gateway glitch: 200, `jobs: []`, no job_total_count."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = b'{"is_success": true, "jobs": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    world = World(jobs=3, versions_per_job=1, seed=24)
+    pid = world.project_ids[0]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        with Warehouse.open(tmp_path / "wh") as wh:
+            _sync(wh, world)
+            report = sync_projects(wh, [Target(f"http://127.0.0.1:{server.server_address[1]}", pid)],
+                                   StaticToken(TOKEN)).projects[0]
+            assert report.jobs == 0 and report.deleted_upstream == 0
+            assert wh.con.execute("SELECT count(*) FROM job_versions WHERE deleted_upstream_at IS NULL"
+                                  ).fetchone() == (3,)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,8 +19,8 @@ def test_sync_refuses_a_project_id_flag_with_a_space_or_comma(tmp_path):
         result = CliRunner().invoke(main, ["sync", "--project-id", value, "--warehouse", str(tmp_path / "w")],
                                     env=env)
         assert result.exit_code == 1 and "Traceback" not in result.output
-        assert _errors(result) == [f"Error: --project-id {value!r} is not one project id (it has a space or comma): "
-                                   "pass --project-id once per project"]
+        assert _errors(result) == [f"Error: invalid project id {value!r}: one --project-id is one id, and this one "
+                                   "has a space or comma; pass --project-id once per project"]
     assert not (tmp_path / "w").exists()  # refused before anything was opened
 
 

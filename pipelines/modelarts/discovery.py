@@ -39,7 +39,7 @@ class Discovery:
     pages: int = 0
     warnings: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)  # listings that ended short of what the server counts
-    job_list_complete: bool = True  # False: some jobs may be missing (never mark jobs deleted then)
+    job_list_complete: bool = False  # True: the server's job total was reached (only then is a job gone)
     error: ModelArtsError | None = None
 
     def note_gap(self, text: str) -> None:
@@ -104,8 +104,8 @@ def _job_pages(client: ModelArtsClient, project_id: str, per_page: int, concurre
     found.jobs = list(seen.values())
     gap = paging.gap(len(seen), out_of_pages=not paging.stopped)
     if gap:
-        found.job_list_complete = False
         found.note_gap(gap)
+    found.job_list_complete = gap is None and paging.total is not None  # no total: nothing proves it whole
 
 
 def _read_pages(client: ModelArtsClient, project_id: str, per_page: int, pages: range,
