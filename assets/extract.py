@@ -39,6 +39,9 @@ class RawLanding:
         self.load_ids.append(report.load_id)
         return report
 
+    def mark_deleted_upstream(self, project_id: str, live_job_ids, at) -> int:
+        return self._wh.mark_deleted_upstream(project_id, live_job_ids, at)
+
 
 MODELARTS_API = dg.AssetSpec(
     conventions.key("api"),

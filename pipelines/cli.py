@@ -9,7 +9,7 @@ import click
 
 from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 from warehouse import schema
-from warehouse.files import iter_file_records
+from warehouse.files import expand_paths, iter_file_records
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.reader import warehouse_dir
 from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, WarehouseError, validate_project_id
@@ -27,15 +27,38 @@ def main() -> None:
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_RECORDS, show_default=True,
               help="Payloads parsed and written per transaction (bounds memory).")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any payload was rejected or any link skipped.")
 def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_secrets: bool,
-           batch_size: int) -> None:
-    """Load payload files (.json, .jsonl, or folders of them) as if fetched."""
+           batch_size: int, strict: bool) -> None:
+    """Load payload files (.json, .jsonl, or folders of them) as if fetched. Links inside folders
+    are skipped; every rejected payload is listed with its reason."""
     started = time.perf_counter()
     with user_errors():
         validate_project_id(project_id)
+        inputs = expand_paths(paths)
         with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
-            report = wh.land(iter_file_records(paths, project_id), batch_records=batch_size)
+            report = wh.land(iter_file_records(inputs.files, project_id), batch_records=batch_size)
+            rejected = wh.con.execute("SELECT source, error_kind, error_message FROM rejected_payloads "
+                                      "WHERE load_id = ? ORDER BY source", [report.load_id]).fetchall()
     _print_report(report, time.perf_counter() - started)
+    _print_refused(rejected, inputs.skipped, report.load_id)
+    if strict and (rejected or inputs.skipped):
+        raise click.ClickException(f"--strict: {len(rejected)} payload(s) rejected, {len(inputs.skipped)} link(s) "
+                                   "skipped (listed above)")
+
+
+SHOWN_REJECTIONS = 20
+
+
+def _print_refused(rejected: list[tuple], skipped: list[str], load_id: str) -> None:
+    """What ingest did not take, and why: the user should never have to guess which file it was."""
+    for source, kind, message in rejected[:SHOWN_REJECTIONS]:
+        click.echo(f"  rejected {source}: {kind}: {message}", err=True)
+    if len(rejected) > SHOWN_REJECTIONS:
+        click.echo(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more: SELECT source, error_message FROM "
+                   f"rejected_payloads WHERE load_id = '{load_id}'", err=True)
+    for line in skipped:
+        click.echo(f"  skipped {line}", err=True)
 
 
 @main.command()

@@ -170,8 +170,12 @@ def new_open(wh: Path, failpoint: str | None = None) -> subprocess.CompletedProc
 
 
 # -- what must hold after a conversion ------------------------------------------------------------
+ADDED_SINCE_THE_OLD_LAYOUT = {"deleted_upstream_at"}  # set by syncs only: NULL in every converted row
+
+
 def _old_rows(old_export: Path, table: schema.Table) -> str:
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    cols = ", ".join(f'NULL::TIMESTAMPTZ AS "{c}"' if c in ADDED_SINCE_THE_OLD_LAYOUT else f'"{c}"'
+                     for c in table.column_names)
     glob = str(old_export / table.name).replace("'", "''") + "/**/*.parquet"
     return f"(SELECT {cols} FROM read_parquet('{glob}', union_by_name = true))"
 

@@ -243,6 +243,8 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
     for view in schema.VIEWS:
         if view.name not in views:
             statements.append(view.ddl(f'{alias}."{view.name}"'))
+        elif any((view.name, c) not in stored for c in view.column_names):  # the contract added a column
+            statements += [f'DROP VIEW {alias}."{view.name}"', view.ddl(f'{alias}."{view.name}"')]
     if not statements:
         return
     con.execute("BEGIN")

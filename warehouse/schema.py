@@ -148,6 +148,9 @@ JOB_VERSIONS = Table(
         _c("total_accuracy", F64, "model_metric_list.total_metric.total_metric_values.accuracy"),
         _c("extracted_at", UTC_TS, "When the payload was fetched or read (lineage)"),
         _c("payload_sha256", S, "SHA-256 of the raw payload this row came from (joins raw_payloads)"),
+        _c("deleted_upstream_at", UTC_TS, "When a sync's complete job list first lacked this version's job: the "
+           "job was deleted upstream. The row stays, with the last status seen (a RUNNING version stays RUNNING), "
+           "and is not fetched again; NULL while the job exists, cleared if it is listed again"),
     ),
     VERSION_KEY,
 )
@@ -167,6 +170,8 @@ JOBS = Table(
         _c("version_count", I64, "Number of versions stored"),
         _c("first_create_time", UTC_TS, "Earliest create_time over stored versions"),
         _c("last_create_time", UTC_TS, "Latest create_time over stored versions"),
+        _c("deleted_upstream_at", UTC_TS, "When the job was found deleted upstream (see job_versions); NULL while "
+           "it exists"),
     ),
     ("project_id", "job_id"),
     version_scoped=False,
@@ -175,7 +180,8 @@ JOBS = Table(
        max_by(version_id, ord) AS latest_version_id, max_by(status, ord) AS latest_status,
        max_by(status_name, ord) AS latest_status_name, max_by(is_final, ord) AS latest_is_final,
        count(*) AS version_count,
-       min(create_time) AS first_create_time, max(create_time) AS last_create_time
+       min(create_time) AS first_create_time, max(create_time) AS last_create_time,
+       max(deleted_upstream_at) AS deleted_upstream_at
 FROM (SELECT *, row_number() OVER (PARTITION BY project_id, job_id
              ORDER BY create_time ASC NULLS FIRST, version_id ASC) AS ord
       FROM job_versions)

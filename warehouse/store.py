@@ -290,6 +290,26 @@ class Warehouse:
         con.execute("DROP TABLE temp.kept_versions")
         return kept
 
+    def mark_deleted_upstream(self, project_id: str, live_job_ids: Iterable[int], at: datetime) -> int:
+        """After a complete job listing: mark the stored versions of jobs it lacks as deleted upstream
+        at `at`, and clear the mark of jobs it lists again. One snapshot, none when nothing changes.
+        Returns how many versions were newly marked."""
+        self.con.register("live_jobs", pa.table({"job_id": pa.array(sorted(set(live_job_ids)), pa.int64())}))
+        try:
+            gone = ("project_id = ? AND deleted_upstream_at IS NULL "
+                    "AND job_id NOT IN (SELECT job_id FROM live_jobs)")
+            back = "project_id = ? AND deleted_upstream_at IS NOT NULL AND job_id IN (SELECT job_id FROM live_jobs)"
+            marked, cleared = (self.con.execute(f"SELECT count(*) FROM job_versions WHERE {where}",
+                                                [project_id]).fetchone()[0] for where in (gone, back))
+            if marked or cleared:
+                with transaction(self.con, "deleted_upstream"):
+                    self.con.execute(f"UPDATE job_versions SET deleted_upstream_at = ? WHERE {gone}", [at, project_id])
+                    self.con.execute(f"UPDATE job_versions SET deleted_upstream_at = NULL WHERE {back}", [project_id])
+                    self.label_snapshot("deleted_upstream", LoadReport(projects={project_id}))
+        finally:
+            self.con.unregister("live_jobs")
+        return marked
+
     # -- preparing batches (the reading thread) ------------------------------------
     def _prepared(self, records: Iterable[RawRecord], report: LoadReport, derive: bool,
                   batch_records: int, batch_bytes: int) -> Iterator[_Batch]:

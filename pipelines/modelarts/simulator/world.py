@@ -251,6 +251,15 @@ class World:
             "job_desc": job.profile["job_desc"], "version_count": len(job.versions),
         }
 
+    def delete_job(self, project_id: str, job_id: int) -> SimJob:
+        """The job and its versions vanish from every endpoint, as after a DELETE; returns it for restore_job."""
+        with self._lock:
+            return self._jobs[project_id].pop(job_id)
+
+    def restore_job(self, project_id: str, job: SimJob) -> None:
+        with self._lock:
+            self._jobs[project_id][job.job_id] = job
+
     def job(self, project_id: str, job_id: int) -> SimJob | None:
         return self._jobs.get(project_id, {}).get(job_id)
 
