@@ -78,7 +78,7 @@ def sql(query: str, warehouse: str | None, snapshot: int | None, as_csv: bool, a
     from warehouse import reader
 
     if as_csv and as_json:
-        raise click.UsageError("choose one of --csv and --json")
+        raise click.ClickException("--csv and --json both given: choose one")
     with user_errors():
         con = reader.connect(warehouse, snapshot=snapshot)
         try:
