@@ -260,3 +260,16 @@ def test_views_are_in_an_old_lake_after_a_writer_opens_it(wh_dir, seed_bytes):
     with Warehouse.open(wh_dir):
         pass
     assert rows(wh_dir, "SELECT job_id, version_id FROM best_versions") == [(10, 10)]
+
+
+def test_every_sql_block_of_docs_analysis_runs(world_lake):
+    import re
+    from pathlib import Path
+
+    root, _ = world_lake
+    text = (Path(__file__).resolve().parents[1] / "docs" / "analysis.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) >= 8
+    for sql in blocks:
+        assert rows(root, sql) is not None, sql
+    assert rows(root, blocks[0])  # the best versions of the world
