@@ -26,8 +26,9 @@ def version_summary_description() -> str:
 
 def version_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Materialization metadata for the version_summary asset."""
-    figures = headline(con)
-    chart = plots.gpu_util_distribution(con)
+    with plots.summary_once(con):
+        figures = headline(con)
+        chart = plots.gpu_util_distribution(con)
     chart.set_size_inches(*CHART_SIZE)
     markdown = (f"**{figures['versions']:,} versions**, {figures['gpu_hours']:,.1f} GPU-hours, "
                 f"{figures['gpu_hours_under_20']:,.1f} of them under 20 % utilisation.\n\n"

@@ -33,7 +33,7 @@ def _status_category_sql(column: str) -> str:
     return f"CASE {whens} ELSE 'other' END"
 
 
-_INTERVAL_MINUTES_SQL = (f"coalesce(try_cast(system_metric_interval AS DOUBLE), {DEFAULT_INTERVAL_MINUTES})")
+INTERVAL_MINUTES_SQL = (f"coalesce(try_cast(system_metric_interval AS DOUBLE), {DEFAULT_INTERVAL_MINUTES})")
 
 _SERIES_STATS_SQL = """len(samples) AS samples, list_avg(samples) AS avg,
        list_aggregate(samples, 'quantile_cont', 0.5) AS p50, list_aggregate(samples, 'quantile_cont', 0.95) AS p95,
@@ -127,7 +127,7 @@ SELECT v.project_id, v.job_id, v.version_id, v.job_name, v.version_name, v.statu
        v.duration_ms, v.duration_hours, v.engine_name, v.spec_code, v.pool_name, v.gpu_type, v.gpu_num,
        v.worker_server_num, v.gpus, v.gpus * v.duration_hours AS gpu_hours,
        v.gpus * v.duration_hours * m.gpu_low_share AS gpu_hours_under_20,
-       {_INTERVAL_MINUTES_SQL} AS metric_interval_minutes,
+       {INTERVAL_MINUTES_SQL} AS metric_interval_minutes,
        {', '.join(f'coalesce(m.{p}_samples, 0) AS {p}_samples' if s == 'samples' else f'm.{p}_{s}'
                   for p in SUMMARY_METRICS.values() for s, _, _ in STATS)},
        v.total_accuracy, v.total_precision, v.total_recall,
@@ -177,7 +177,7 @@ FROM (SELECT project_id, job_id, version_id, metric, CAST(unnest(range(len(sampl
              unnest(samples) AS value
       FROM system_metric_series) s
 JOIN (SELECT project_id, job_id, version_id, start_time, system_metric_interval,
-             {_INTERVAL_MINUTES_SQL} AS interval_minutes
+             {INTERVAL_MINUTES_SQL} AS interval_minutes
       FROM job_versions) v USING (project_id, job_id, version_id)""",
 )
 

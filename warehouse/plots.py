@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import io
 import os
+from contextlib import contextmanager
 
 import duckdb
+
+from warehouse.analysis import INTERVAL_MINUTES_SQL
 
 CATEGORY_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "running": "#1565c0",
                     "other": "#757575"}
@@ -55,25 +58,46 @@ def utilisation_figure(con: duckdb.DuckDBPyConnection, job_id: int, version_id: 
     """One version's cpu, memory, GPU and GPU-memory use over the minutes since it started."""
     where = "job_id = ? AND version_id = ?" + (" AND project_id = ?" if project_id else "")
     params = [job_id, version_id] + ([project_id] if project_id else [])
-    rows = con.execute(f"SELECT metric, sample_index * interval_minutes AS minute, value FROM metric_history "
-                       f"WHERE {where} AND metric IN ({', '.join('?' * len(CURVE_METRICS))}) "
-                       "ORDER BY metric, sample_index", params + list(CURVE_METRICS)).fetchall()
+    series = _series(con, f"SELECT project_id, job_id, version_id FROM job_versions WHERE {where}", params,
+                     tuple(CURVE_METRICS))
     name = con.execute(f"SELECT any_value(job_name || ' / ' || coalesce(version_name, '?')) FROM job_versions "
                        f"WHERE {where}", params).fetchone()[0]
     fig = _figure()
     ax = fig.add_subplot()
     ax.set_title(f"{name or 'no such version'} (job {job_id}, version {version_id})", fontsize=10)
-    if not rows:
+    if not series:
         _empty(ax, "no metric samples for this version")
         return fig
     for metric, label in CURVE_METRICS.items():
-        points = [(m, v) for name_, m, v in rows if name_ == metric]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1)
+        for (_, found), (interval, samples) in series.items():
+            if found == metric:
+                ax.plot([i * interval for i in range(len(samples))], samples, label=label, linewidth=1)
     ax.set_xlabel("minutes since start (interval read as minutes)")
     ax.set_ylabel("percent")
     ax.legend(loc="upper right", fontsize=8)
     return fig
+
+
+def _series(con: duckdb.DuckDBPyConnection, versions_sql: str, params: list, metrics: tuple[str, ...]) -> dict:
+    """{(version key, metric): (interval in minutes, samples)} for the versions the query selects,
+    read from the stored arrays: unnesting every sample through metric_history to draw a few
+    curves would cost seconds on a large lake."""
+    rows = con.execute(f"""SELECT s.project_id, s.job_id, s.version_id, s.metric, {INTERVAL_MINUTES_SQL}, s.samples
+        FROM system_metric_series s JOIN job_versions v USING (project_id, job_id, version_id)
+        WHERE (s.project_id, s.job_id, s.version_id) IN ({versions_sql})
+          AND s.metric IN ({', '.join('?' * len(metrics))})""", params + list(metrics)).fetchall()
+    return {((p, j, v), metric): (interval, samples) for p, j, v, metric, interval, samples in rows}
+
+
+@contextmanager
+def summary_once(con: duckdb.DuckDBPyConnection):
+    """Compute version_summary once for the charts that follow: a temp table of the same name
+    shadows the view on this connection, and is dropped afterwards."""
+    con.execute("CREATE OR REPLACE TEMP TABLE version_summary AS SELECT * FROM version_summary")
+    try:
+        yield
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.main.version_summary")
 
 
 def runs_over_time(con: duckdb.DuckDBPyConnection):
@@ -124,9 +148,8 @@ def underused_jobs(con: duckdb.DuckDBPyConnection, top: int = 10) -> list[tuple]
                        "ORDER BY 5 DESC, 2 LIMIT ?", [top]).fetchall()
 
 
-def underused_chart(con: duckdb.DuckDBPyConnection, top: int = 10):
-    """The jobs with the most GPU-hours spent under 20 % utilisation."""
-    rows = underused_jobs(con, top)
+def underused_chart(rows: list[tuple]):
+    """The jobs with the most GPU-hours spent under 20 % utilisation (rows of underused_jobs())."""
     fig = _figure(height=max(2.4, 0.35 * len(rows) + 1))
     ax = fig.add_subplot()
     ax.set_title("Most under-used GPU-hours (under 20 % utilisation), by job", fontsize=10)
@@ -153,11 +176,12 @@ def top_run_curves(con: duckdb.DuckDBPyConnection, top: int = 5):
     if not runs:
         _empty(ax, "no GPU runs with utilisation samples")
         return fig
-    for project_id, job_id, version_id, name in runs:
-        points = con.execute("SELECT sample_index * interval_minutes / 60, value FROM metric_history "
-                             "WHERE project_id = ? AND job_id = ? AND version_id = ? AND metric = 'gpuUtil' "
-                             "ORDER BY sample_index", [project_id, job_id, version_id]).fetchall()
-        ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=1, label=f"{name} v{version_id}")
+    names = {(p, j, v): f"{name} v{v}" for p, j, v, name in runs}
+    keys = " UNION ALL ".join("SELECT ?, ?, ?" for _ in runs)
+    series = _series(con, keys, [x for key in names for x in key], ("gpuUtil",))
+    for key, label in names.items():
+        interval, samples = series[(key, "gpuUtil")]
+        ax.plot([i * interval / 60 for i in range(len(samples))], samples, linewidth=1, label=label)
     ax.set_xlabel("hours since start")
     ax.set_ylabel("GPU util %")
     ax.legend(fontsize=7)

@@ -47,24 +47,25 @@ def build_report(warehouse: str | os.PathLike | None, out: str | os.PathLike, *,
 
 
 def render(con, *, title: str, top: int = 10) -> str:
-    figures = headline(con)
-    snapshot = con.execute("SELECT max(snapshot_id) FROM loads").fetchone()[0]
-    sections = [
-        ("Runs over time, by status category", plots.runs_over_time(con)),
-        ("How busy the GPUs were", plots.gpu_util_distribution(con)),
-        ("Which jobs left GPUs idle", plots.underused_chart(con, top)),
-        ("Utilisation curves of the top runs", plots.top_run_curves(con, min(top, 5))),
-    ]
+    with plots.summary_once(con):
+        figures = headline(con)
+        snapshot = con.execute("SELECT max(snapshot_id) FROM loads").fetchone()[0]
+        underused = plots.underused_jobs(con, top)
+        sections = [
+            ("Runs over time, by status category", plots.runs_over_time(con), ""),
+            ("How busy the GPUs were", plots.gpu_util_distribution(con), ""),
+            ("Which jobs left GPUs idle", plots.underused_chart(underused), _underused_table(underused)),
+            ("Utilisation curves of the top runs", plots.top_run_curves(con, min(top, 5)), ""),
+        ]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p>Snapshot {snapshot}, written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
              "Sampling intervals are read as minutes (see docs/analysis.md).</p>",
              _figures_table(figures)]
-    for heading, fig in sections:
+    for heading, fig, after in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts.append(f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{plots.png_base64(fig)}'>")
-        if heading.startswith("Which jobs"):
-            parts.append(_underused_table(plots.underused_jobs(con, top)))
+        parts.append(after)
     parts.append("</body></html>")
     return "\n".join(parts)
 
