@@ -16,6 +16,7 @@ from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, Wareho
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelarts-etl")
 def main() -> None:
     """Typed, lossless ETL of ModelArts training-job versions into Parquet and DuckDB."""
 
@@ -282,6 +283,11 @@ def _print_report(report: LoadReport, elapsed: float) -> None:
         f"field issues {report.field_issues}, in {elapsed:.1f} s"
     )
 
+
+from pipelines.cli_report import report, sql, tables  # noqa: E402  (the reading commands)
+
+for command in (tables, sql, report):
+    main.add_command(command)
 
 try:  # the sync and simulate commands live beside the HTTP client
     from pipelines.cli_sync import simulate, sync

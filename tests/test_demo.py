@@ -31,6 +31,9 @@ def test_demo_runs_the_dagster_job_against_the_simulator_and_prints_a_summary(tm
     con.close()
     assert f"Rejected payloads: {rejected} " in out
     assert "Example query" in out and "avg_gpu_util_pct" in out
+    assert re.search(r"^version_summary, the run with the most GPU-hours: .+ GPU-hours", out, re.M)
+    report = (tmp_path / "report.html").read_text()
+    assert f"Report: {tmp_path / 'report.html'}" in out and report.count("data:image/png;base64,") == 4
 
     # run history in the project-local DAGSTER_HOME, where `dagster dev` will find it
     home = tmp_path / ".dagster_home"

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import land
-from warehouse import connect, schema
+from warehouse import analysis, connect, schema
 from warehouse.export import SNAPSHOT_FILE, export_duckdb, export_parquet
 from warehouse.store import WarehouseError
 
@@ -81,14 +81,14 @@ def test_duckdb_export_equals_the_lake(lake, tmp_path):
     con = connect(root)
     try:
         con.execute(f"ATTACH '{tmp_path / 'out.duckdb'}' AS exported (READ_ONLY)")
-        names = schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS)
+        names = schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS) + analysis.ANALYSIS_VIEWS
         for table in names:
             assert _differences(con, f'SELECT * FROM modelarts."{table.name}"',
                                 f'SELECT * FROM exported."{table.name}"') == 0, table.name
         kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
                                  "WHERE table_catalog = 'exported'").fetchall())
-        assert kinds == {t.name: "VIEW" if t.name in ("jobs", "system_metric_samples") else "BASE TABLE"
-                         for t in names}
+        views = ("jobs", "system_metric_samples") + tuple(analysis.VIEWS)
+        assert kinds == {t.name: "VIEW" if t.name in views else "BASE TABLE" for t in names}
         assert con.execute("SELECT DISTINCT typeof(project_id) FROM exported.job_versions").fetchall() == [("VARCHAR",)]
         assert report.tables["loads"] == con.execute("SELECT count(*) FROM loads").fetchone()[0]
     finally:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse import schema
+from warehouse import analysis, schema
 
 ALIAS = "modelarts"  # the name the lake is attached under, everywhere (README: attach it AS modelarts)
 CATALOG_FILE = "catalog.sqlite"
@@ -240,7 +240,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
                            for c in table.columns if (table.name, c.name) not in stored]
     views = {v for (v,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = ?",
                                        [alias]).fetchall()}
-    for view in schema.VIEWS:
+    for view in schema.VIEWS + analysis.ANALYSIS_VIEWS:
         if view.name not in views:
             statements.append(view.ddl(f'{alias}."{view.name}"'))
         elif any((view.name, c) not in stored for c in view.column_names):  # the contract added a column

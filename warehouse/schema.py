@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+DATE = pa.date32()
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -20,6 +21,7 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.binary(): "BLOB",
     UTC_TS: "TIMESTAMPTZ",
+    DATE: "DATE",
     pa.list_(pa.float64()): "DOUBLE[]",
 }
 
