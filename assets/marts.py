@@ -7,13 +7,15 @@ The chart is a PNG embedded in markdown: Dagster's UI renders `data:` images in 
 metadata, and numeric figures (gpu_hours, avg_gpu_util, ...) also get Dagster's own plots
 over successive materializations.
 """
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
 import duckdb
 
+from assets import conventions
+from assets.conventions import key
+from assets.errors import user_errors
+from pipelines.resources import WarehouseResource
 from warehouse import analysis, plots
 from warehouse.report import headline
 
@@ -45,3 +47,25 @@ def version_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     if figures["avg_gpu_util"] is not None:
         metadata["avg_gpu_util"] = dg.MetadataValue.float(float(figures["avg_gpu_util"]))
     return metadata
+
+
+@dg.asset(
+    key=key("version_summary"),
+    deps=[key(t) for t in ("job_versions", "system_metric_samples", "parameters", "class_metrics", "field_issues")],
+    group_name=conventions.MARTS_GROUP,
+    kinds={"ducklake", "duckdb"},
+    owners=conventions.owners(),
+    tags=conventions.tags("marts"),
+    automation_condition=conventions.TABLES_AUTOMATION,
+    description=version_summary_description(),
+    metadata={"dagster/column_schema": dg.TableSchema(columns=[
+        dg.TableColumn(c.name, c.duckdb_type, description=c.doc) for c in analysis.VERSION_SUMMARY.columns]),
+        "dagster/table_name": f"modelarts.main.{analysis.VERSION_SUMMARY.name}", "stored_as": "view"},
+)
+def version_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """A view, so nothing is written: materializing it reads the lake (no lock) and shows the
+    utilisation chart and headline figures of every project, as of the latest snapshot."""
+    with user_errors(), warehouse.reader() as con:
+        metadata = version_summary_metadata(con)
+    context.log.info(f"version_summary: {metadata['dagster/row_count'].value} versions")
+    return dg.MaterializeResult(metadata=metadata)

@@ -4,8 +4,8 @@
 
 Starts the simulator and `dg dev` on loopback with a throwaway DAGSTER_HOME and warehouse, runs
 the sync job for the demo project through the UI's GraphQL API (so the pages have data), then
-points Debian's headless Chromium at three pages: the asset graph, the job_versions table, and one
-check. Needs `apt-get install chromium chromium-driver` and selenium (the `dev` extra).
+points Debian's headless Chromium at four pages: the asset graph, the job_versions table, one
+check, and the version_summary mart with its utilisation chart. Needs `apt-get install chromium chromium-driver` and selenium (the `dev` extra).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ PAGES = {
     "dagster-asset-graph.png": "/locations/modelarts_etl/asset-groups/tables/lineage",
     "dagster-table-job-versions.png": "/assets/modelarts/job_versions",
     "dagster-check-unique-key.png": "/assets/modelarts/job_versions?view=checks&checkDetail=unique_key",
+    "dagster-version-summary.png": "/assets/modelarts/version_summary?view=events",
 }
 SETTLE_S = 8  # the UI renders from GraphQL after the page loads
 
