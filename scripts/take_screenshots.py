@@ -57,6 +57,16 @@ def skip_welcome(driver, url: str) -> None:
         time.sleep(1)
 
 
+def open_markdown(driver) -> None:
+    """Markdown metadata (the utilisation chart) opens in a dialog: open it, so the chart is in the picture."""
+    from selenium.webdriver.common.by import By
+
+    for link in driver.find_elements(By.XPATH, "//*[contains(text(), 'Show Markdown')]"):
+        link.click()
+        time.sleep(2)
+        return
+
+
 def main() -> int:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
     if missing:
@@ -82,6 +92,7 @@ def main() -> int:
                     for name, path in PAGES.items():
                         driver.get(ui.url + path)
                         time.sleep(SETTLE_S)
+                        open_markdown(driver)
                         driver.save_screenshot(str(IMAGES / name))
                         print(f"{IMAGES / name}: {(IMAGES / name).stat().st_size:,} bytes")
                 finally:
