@@ -73,7 +73,7 @@ MODELARTS_API = dg.AssetSpec(
 def raw_payloads(context: dg.AssetExecutionContext, modelarts: ModelArtsResource,
                  warehouse: WarehouseResource) -> dg.MaterializeResult:
     project_id = context.partition_key
-    with user_errors(), warehouse.writer() as wh:
+    with user_errors(), warehouse.writer(projects=[project_id]) as wh:
         landing = RawLanding(wh)
         report = modelarts.sync(landing, [project_id]).projects[0]
         if report.error:

@@ -64,7 +64,7 @@ def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     project_id = context.partition_key
     selected = [NAME_OF[k] for k in TABLE_KEYS if k in context.selected_asset_keys]
     load_ids = latest_load_ids(context.instance, project_id)
-    with user_errors(), warehouse.writer() as wh:
+    with user_errors(), warehouse.writer(projects=[project_id]) as wh:
         wh.derive_pending()
         # read under the lock, on the writer's connection: the lake as just committed, and no second
         # connection to pay for (~0.3 s); the lock is held a few hundred milliseconds longer

@@ -37,7 +37,7 @@ def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_
     with user_errors():
         validate_project_id(project_id)
         inputs = expand_paths(paths)
-        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets, projects=[project_id]) as wh:
             report = wh.land(iter_file_records(inputs.files, project_id), batch_records=batch_size)
             rejected = wh.con.execute("SELECT source, error_kind, error_message FROM rejected_payloads "
                                       "WHERE load_id = ? ORDER BY source", [report.load_id]).fetchall()

@@ -122,7 +122,7 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
         click.echo(f"syncing {len(ids)} project(s) from {endpoint} ({auth.describe()})", err=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the --insecure line above says it once
-            with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+            with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets, projects=ids) as wh:
                 report = sync_projects(
                     wh, [Target(endpoint, p) for p in ids], auth, concurrency=concurrency, rate=rate or None,
                     per_page=per_page, timeout=(connect, timeout),

@@ -62,11 +62,12 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(**{**settings, **overrides})
 
     @contextmanager
-    def writer(self) -> Iterator[Warehouse]:
-        """The one way assets write: the Warehouse takes the cross-process file lock first, and
-        tags its snapshots `source=dagster` in the `loads` ledger."""
+    def writer(self, projects: list[str] | None = None) -> Iterator[Warehouse]:
+        """The one way assets write: the Warehouse takes its locks first (of `projects` only, on a
+        shared catalog: partitions then commit side by side), and tags its snapshots
+        `source=dagster` in the `loads` ledger."""
         with Warehouse(self.folder, lock_timeout=self.lock_timeout_s, redact=self.redact,
-                       source=WAREHOUSE_SOURCE) as wh:
+                       source=WAREHOUSE_SOURCE, projects=projects) as wh:
             yield wh
 
     @contextmanager

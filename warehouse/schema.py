@@ -23,6 +23,7 @@ _DUCKDB_TYPES = {
     UTC_TS: "TIMESTAMPTZ",
     DATE: "DATE",
     pa.list_(pa.float64()): "DOUBLE[]",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
 
@@ -343,7 +344,10 @@ LOADS = Table(
         _c("versions_loaded", I64, "Versions whose tidy rows were (re)written"),
         _c("rejected", I64, "Payloads newly rejected"),
         _c("field_issues", I64, "Field issues written"),
-        _c("raw_through", I64, "Every raw_payloads row up to this rowid is derived (what derive_pending resumes from)"),
+        _c("raw_through", I64, "Every raw_payloads row up to this rowid is derived (what derive_pending resumes "
+                               "from), for the projects in `scope`"),
+        _c("scope", pa.list_(S), "The projects the writer owned (parallel writers on a shared catalog); "
+                                 "NULL: the whole warehouse"),
     ),
     ("snapshot_id",),
     version_scoped=False,
@@ -356,7 +360,8 @@ LOADS = Table(
        CAST(json_extract(commit_extra_info, '$.versions_loaded') AS BIGINT) AS versions_loaded,
        CAST(json_extract(commit_extra_info, '$.rejected') AS BIGINT) AS rejected,
        CAST(json_extract(commit_extra_info, '$.field_issues') AS BIGINT) AS field_issues,
-       CAST(json_extract(commit_extra_info, '$.raw_through') AS BIGINT) AS raw_through
+       CAST(json_extract(commit_extra_info, '$.raw_through') AS BIGINT) AS raw_through,
+       CAST(json_extract(commit_extra_info, '$.scope') AS VARCHAR[]) AS scope
 FROM ducklake_snapshots('modelarts')
 WHERE author = 'modelarts-etl'""",
 )

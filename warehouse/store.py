@@ -10,9 +10,12 @@ so this module only decides what goes into each commit:
   Bodies past it (a crash between the two commits, or Dagster's raw-only step) are
   derived by the next `land` or `derive_pending`, in landing order.
 
-One writer at a time per warehouse folder (a file lock): the version and raw-key
-bookkeeping that keeps re-runs free of duplicates assumes nobody else commits meanwhile.
-Readers never take that lock (see reader.py).
+One writer at a time per project (file locks, writerlock.py): the version and raw-key
+bookkeeping that keeps re-runs free of duplicates assumes nobody else commits that
+project's rows meanwhile. On the embedded catalog a writer has the whole warehouse; on a
+shared catalog (PostgreSQL) a writer opened with `projects=` owns just those, and writers
+of other projects commit beside it (progress.py says what each has derived). Readers never
+take a lock (see reader.py).
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from warehouse import batches, datafiles, failpoints, lake, schema, writerlock
+from warehouse import batches, datafiles, failpoints, lake, progress, schema, writerlock
+from warehouse.conflicts import CONFLICT_RETRIES, ConflictError, with_conflict_retries
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.records import PROJECT_ID_PATTERN, RawRecord
@@ -99,12 +103,14 @@ class Warehouse:
 
     def __init__(self, root: str | os.PathLike, *, catalog: str | None = None, data_path: str | None = None,
                  lock_timeout: float = 600, redact: bool = True, source: str = "library",
-                 memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS, create: bool = True):
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS, create: bool = True,
+                 projects: Iterable[str] | None = None):
         self.root = Path(root)
         self.create = create  # False: refuse a folder that is not a warehouse yet
         self.redact = redact
         self.source = source
         self._config_args = (catalog, data_path)
+        self.scope = sorted(set(projects)) if projects else None  # the projects this writer owns; None: all
         self._lock = writerlock.WriterLock(self.root)
         self._created: list[Path] = []  # what this open made, removed again if it fails having landed nothing
         self._discard = False
@@ -134,11 +140,15 @@ class Warehouse:
                          if p is not None and not os.path.lexists(p)]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            if self.scope and not self.config.embedded:
+                self._lock = writerlock.ProjectLocks(self.root, self.scope)
             self.acquire_lock()
             self.con = lake.new_connection(**self._settings)
             lake.attach(self.con, self.config)
             self.con.execute(f"USE {lake.ALIAS}")
-            lake.create_tables(self.con)
+            if not self.config.embedded:
+                self.con.execute(CONFLICT_RETRIES)
+            _retrying(lambda: lake.create_tables(self.con), "creating the tables")
             self._reader = self.con.cursor()
             from warehouse.migrate import migrate_legacy_layout
 
@@ -226,9 +236,8 @@ class Warehouse:
         return self.con.execute(f"SELECT id FROM {lake.ALIAS}.current_snapshot()").fetchone()[0]
 
     def raw_through(self) -> int:
-        """The last raw_payloads rowid whose body is derived (-1: none yet)."""
-        row = self.con.execute("SELECT max(raw_through) FROM loads").fetchone()
-        return -1 if row[0] is None else row[0]
+        """The highest raw_payloads rowid up to which every body is derived (-1: none yet)."""
+        return progress.derived_through(self.con, self._raw)
 
     # -- writing -----------------------------------------------------------------
     def land(self, records: Iterable[RawRecord], *, derive: bool = True, batch_records: int = DEFAULT_BATCH_RECORDS,
@@ -248,26 +257,31 @@ class Warehouse:
                        batch_bytes: int = DEFAULT_BATCH_BYTES) -> LoadReport:
         """Derive every landed body past the last derive snapshot, in landing order."""
         report = LoadReport(load_id=new_load_id())
-        self._commit_each(self._stored_batches(self.raw_through(), batch_records, batch_bytes), report)
+        unscoped = progress.load_thresholds(self.con)
+        self._commit_each(self._stored_batches(progress.pending_where(unscoped, self.scope), batch_records,
+                                               batch_bytes), report)
         return report
 
     def rebuild(self, *, batch_records: int = DEFAULT_BATCH_RECORDS,
                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> LoadReport:
         """Every derived row again from raw_payloads, as one snapshot: readers see the old tables
         until it commits, and a rebuild that fails or is killed leaves them as they were."""
+        if self.scope:
+            raise WarehouseError("rebuild works on the whole warehouse: open the writer without projects=")
         report = LoadReport(load_id=new_load_id())
         self._versions = {}
         damage = datafiles.damaged(self.con, [schema.RAW_PAYLOADS.name])
         if damage:
             self.use_readable_raw(damage)
         report.damage = damage
+        progress.load_thresholds(self.con)  # joined by the reads, unused: a rebuild reads every body
         with transaction(self.con, "rebuild"):
             if damage:
                 report.versions_kept = self._clear_derived_of_readable_bodies()
             else:
                 for table in schema.STORED_TIDY_TABLES + (schema.REJECTED_PAYLOADS,):
                     self.con.execute(f'DELETE FROM "{table.name}"')
-            for batch in self._stored_batches(-1, batch_records, batch_bytes):
+            for batch in self._stored_batches(("TRUE", []), batch_records, batch_bytes):
                 self._write_derived(batch, report)
                 failpoints.hit("rebuild_batch_written")
             self.label_snapshot("rebuild", report, raw_through=self._max_raw_rowid())
@@ -291,31 +305,21 @@ class Warehouse:
         return kept
 
     def mark_deleted_upstream(self, project_id: str, live_job_ids: Iterable[int], at: datetime) -> int:
-        """After a complete job listing: mark the stored versions of jobs it lacks as deleted upstream
-        at `at`, and clear the mark of jobs it lists again. One snapshot, none when nothing changes.
-        Returns how many versions were newly marked."""
-        self.con.register("live_jobs", pa.table({"job_id": pa.array(sorted(set(live_job_ids)), pa.int64())}))
-        try:
-            gone = ("project_id = ? AND deleted_upstream_at IS NULL "
-                    "AND job_id NOT IN (SELECT job_id FROM live_jobs)")
-            back = "project_id = ? AND deleted_upstream_at IS NOT NULL AND job_id IN (SELECT job_id FROM live_jobs)"
-            marked, cleared = (self.con.execute(f"SELECT count(*) FROM job_versions WHERE {where}",
-                                                [project_id]).fetchone()[0] for where in (gone, back))
-            if marked or cleared:
-                with transaction(self.con, "deleted_upstream"):
-                    self.con.execute(f"UPDATE job_versions SET deleted_upstream_at = ? WHERE {gone}", [at, project_id])
-                    self.con.execute(f"UPDATE job_versions SET deleted_upstream_at = NULL WHERE {back}", [project_id])
-                    self.label_snapshot("deleted_upstream", LoadReport(projects={project_id}))
-        finally:
-            self.con.unregister("live_jobs")
-        return marked
+        """After a complete job listing (see upstream.py); returns how many versions were newly marked."""
+        from warehouse.upstream import mark_deleted_upstream
+
+        return mark_deleted_upstream(self, project_id, live_job_ids, at)
 
     # -- preparing batches (the reading thread) ------------------------------------
+
     def _prepared(self, records: Iterable[RawRecord], report: LoadReport, derive: bool,
                   batch_records: int, batch_bytes: int) -> Iterator[_Batch]:
         for chunk in batches.chunks(records, batch_records, batch_bytes):
             for record in chunk:
                 validate_project_id(record.project_id)
+                if self.scope and record.project_id not in self.scope:
+                    raise WarehouseError(f"this writer owns projects {', '.join(self.scope)}, not "
+                                         f"{record.project_id}: open it with that project too")
             shas = [sha256_hex(r.body) for r in chunk]
             fresh = self._not_stored(chunk, shas)
             report.duplicates += len(chunk) - len(fresh)
@@ -356,17 +360,21 @@ class Warehouse:
             keys = self._raw_keys[project_id] = set(digests.column("d").to_pylist())
         return keys
 
-    def _stored_batches(self, after: int, batch_records: int, batch_bytes: int) -> Iterator[_Batch]:
-        """Raw bodies past rowid `after`, flattened a batch at a time. The batches are cut from the
-        keys alone; only one batch of bodies is read at a time, so memory does not grow with the lake."""
-        listed = self._read_raw("SELECT rowid, byte_size FROM {raw} WHERE rowid > ? ORDER BY rowid", [after])
+    def _stored_batches(self, pending: tuple[str, list], batch_records: int,
+                        batch_bytes: int) -> Iterator[_Batch]:
+        """The raw bodies `pending` keeps (a WHERE over `r`, progress.py), flattened a batch at a time.
+        The batches are cut from the keys alone; only one batch of bodies is read at a time, so memory
+        does not grow with the lake."""
+        where, params = pending
+        source = progress.pending_from("{raw}")
+        listed = self._read_raw(f"SELECT r.rowid, r.byte_size FROM {source} WHERE {where} ORDER BY r.rowid", params)
         rowids = listed.column("rowid").to_numpy()
         sizes = listed.column("byte_size").to_numpy()
-        cols = ", ".join(f'"{c}"' for c in schema.RAW_PAYLOADS.column_names)
+        cols = ", ".join(f'r."{c}"' for c in schema.RAW_PAYLOADS.column_names)
         for start, stop in batches.cuts(sizes, batch_records, batch_bytes):
             first, last = int(rowids[start]), int(rowids[stop - 1])
-            raw = self._read_raw(f"SELECT {cols} FROM {{raw}} WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-                                 [first, last])
+            raw = self._read_raw(f"SELECT {cols} FROM {source} WHERE r.rowid BETWEEN ? AND ? AND {where} "
+                                 "ORDER BY r.rowid", [first, last, *params])
             records = batches.records_from_raw(raw)
             flat = flatten(records, redact=self.redact, shas=raw.column("payload_sha256").to_pylist())
             flat.rejected = batches.rejected_with_load_ids(flat.rejected, raw)
@@ -423,11 +431,15 @@ class Warehouse:
                 batch.raw_through = self._max_raw_rowid()
         if batch.flat is None:
             return
+        derived = _retrying(lambda: self._commit_derived(batch, report.load_id), "deriving")
+        report.add(derived)
+
+    def _commit_derived(self, batch: _Batch, load_id: str) -> LoadReport:
         with transaction(self.con, "derive"):
             derived = LoadReport()
             self._write_derived(batch, derived)
-            self.label_snapshot("derive", derived, load_id=report.load_id, raw_through=batch.raw_through)
-        report.add(derived)
+            self.label_snapshot("derive", derived, load_id=load_id, raw_through=batch.raw_through)
+        return derived
 
     def _write_derived(self, batch: _Batch, report: LoadReport) -> None:
         """Replace the batch's versions in every tidy table and add its rejections (inside a transaction)."""
@@ -471,7 +483,10 @@ class Warehouse:
         self.con.unregister("batch_rows")
 
     def _max_raw_rowid(self) -> int:
-        value = self.con.execute(f"SELECT max(rowid) FROM {self._raw}").fetchone()[0]
+        """The newest body this writer may vouch for: of its projects only, when it owns some."""
+        where = "project_id IN (SELECT unnest(?::VARCHAR[]))" if self.scope else "TRUE"
+        value = self.con.execute(f"SELECT max(rowid) FROM {self._raw} WHERE {where}",
+                                 [self.scope] if self.scope else []).fetchone()[0]
         return -1 if value is None else value
 
     def label_snapshot(self, step: str, report: LoadReport, *, load_id: str | None = None,
@@ -482,8 +497,17 @@ class Warehouse:
                 "field_issues": report.field_issues}
         if raw_through is not None:
             info["raw_through"] = raw_through
+            if self.scope:
+                info["scope"] = self.scope
         self.con.execute(f"CALL {lake.ALIAS}.set_commit_message('modelarts-etl', ?, extra_info => ?)",
                          [f"{step} {info['load_id'] or ''}".strip(), json.dumps(info)])
+
+
+def _retrying(attempt, what: str):
+    try:
+        return with_conflict_retries(attempt, what)
+    except ConflictError as exc:
+        raise WarehouseError(str(exc)) from None
 
 
 def recover_hint(config: LakeConfig | None) -> str:

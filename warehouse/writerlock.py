@@ -9,10 +9,12 @@ one (its writer killed) is simply overwritten by the next holder.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -32,9 +34,10 @@ class LockBusy(LockError):
 
 
 class WriterLock:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, name: str = LOCK_FILE):
         self.root = root
-        self._lock = FileLock(str(root / LOCK_FILE))
+        self._holder_file = name + ".holder"
+        self._lock = FileLock(str(root / name))
 
     @property
     def is_locked(self) -> bool:
@@ -60,7 +63,7 @@ class WriterLock:
         if self._lock.is_locked:
             if self._lock.lock_counter == 1:
                 try:
-                    (self.root / HOLDER_FILE).unlink(missing_ok=True)
+                    (self.root / self._holder_file).unlink(missing_ok=True)
                 except OSError:
                     pass
             self._lock.release()
@@ -68,7 +71,7 @@ class WriterLock:
     def holder(self) -> str:
         """'with pid N (cli.py sync, started 12:01:05)', or '' when the holder left no note."""
         try:
-            info = json.loads((self.root / HOLDER_FILE).read_text())
+            info = json.loads((self.root / self._holder_file).read_text())
             started = datetime.fromisoformat(info["started"]).strftime("%H:%M:%S")
             return f"with pid {int(info['pid'])} ({info['command']}, started {started})"
         except (OSError, ValueError, KeyError, TypeError):
@@ -78,9 +81,86 @@ class WriterLock:
         command = " ".join([Path(sys.argv[0]).name] + sys.argv[1:2]) if sys.argv and sys.argv[0] else "python"
         info = {"pid": os.getpid(), "command": command, "started": datetime.now().astimezone().isoformat()}
         try:
-            (self.root / HOLDER_FILE).write_text(json.dumps(info) + "\n")
+            (self.root / self._holder_file).write_text(json.dumps(info) + "\n")
         except OSError:
             pass  # the note is for messages only
+
+
+class ProjectLocks:
+    """The locks of a writer that owns some projects of a lake with a shared catalog (PostgreSQL).
+
+    Writers of different projects commit concurrently (DuckLake settles their commits); each
+    project has one writer at a time, because the writer's bookkeeping (stored versions and raw
+    keys, what is derived) is per project. They hold the warehouse lock shared, so a writer of the
+    whole warehouse (rebuild, maintain, an ingest of many projects) waits for them, and they for it.
+    """
+
+    def __init__(self, root: Path, projects: list[str]):
+        self.root = root
+        self._shared = SharedLock(root / LOCK_FILE, WriterLock(root))
+        self._projects = [WriterLock(root, f".writer-{p}.lock") for p in sorted(set(projects))]
+
+    @property
+    def is_locked(self) -> bool:
+        return self._shared.is_locked
+
+    def acquire(self, timeout: float) -> None:
+        self._shared.acquire(timeout)
+        try:
+            for lock in self._projects:  # always in the same order: two writers never deadlock
+                lock.acquire(timeout)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        for lock in reversed(self._projects):
+            lock.release()
+        self._shared.release()
+
+
+class SharedLock:
+    """A shared flock on the warehouse lock file: many holders at once, none while a writer holds it
+    exclusively (filelock takes the same file with an exclusive flock)."""
+
+    def __init__(self, path: Path, exclusive: WriterLock):
+        self.path = path
+        self._exclusive = exclusive  # only to name the holder in messages
+        self._fd: int | None = None
+
+    @property
+    def is_locked(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: float) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LockError(write_refused(self.path.parent, exc)) from None
+        deadline, told = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    holder = self._exclusive.holder()
+                    raise LockBusy(f"another writer is using the whole warehouse {self.path.parent}"
+                                   f"{' (' + holder + ')' if holder else ''} (waited {timeout:g} s); wait for it "
+                                   "to finish or raise the lock timeout") from None
+                if not told:
+                    log.warning("waiting for the writer %s to finish (up to %g s)",
+                                self._exclusive.holder() or "holding the lock", timeout)
+                    told = True
+                time.sleep(0.1)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def write_refused(root: Path, exc: OSError) -> str:
