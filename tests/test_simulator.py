@@ -5,7 +5,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,11 +103,11 @@ def test_samples_are_the_duration_divided_by_the_interval():
         _assert_samples_match_duration(world.payload(*key))
 
 
-def test_corpus_is_fast_enough_for_benchmarks():
-    started = time.perf_counter()
-    count = sum(1 for _ in iter_corpus(2000, seed=2))
-    assert count == 2000
-    assert time.perf_counter() - started < 5  # ~0.3 ms each on this machine
+def test_corpus_is_the_same_for_the_same_seed_so_benchmarks_compare_like_with_like():
+    # (its speed is benchmarks/ business: make_corpus.py prints it)
+    first, again = list(iter_corpus(300, seed=2)), list(iter_corpus(300, seed=2))
+    assert len(first) == 300 and first == again
+    assert list(iter_corpus(300, seed=3)) != first
 
 
 # -- endpoints -----------------------------------------------------------------------

@@ -42,7 +42,8 @@ class Damage:
     problem: str
 
     def line(self, root: str | os.PathLike | None = None) -> str:
-        path = os.path.relpath(self.file.path, root) if root else self.file.path
+        local = root and "://" not in self.file.path
+        path = os.path.relpath(self.file.path, root) if local else self.file.path
         return f"damaged: {self.file.table} {path} ({self.file.rows} rows, {self.file.rowids}): {self.problem}"
 
 
@@ -57,8 +58,11 @@ def data_files(con: duckdb.DuckDBPyConnection, table: str) -> list[DataFile]:
     return [DataFile(table, path, int(n), int(size), start, delete) for path, n, size, start, delete in rows]
 
 
-def probe(file: DataFile) -> str | None:
-    """Why the file cannot be read whole (None when it can): every page is decoded."""
+def probe(file: DataFile, con: duckdb.DuckDBPyConnection | None = None) -> str | None:
+    """Why the file cannot be read whole (None when it can): every page is decoded. Files on object
+    storage (s3://) are read through `con`, which holds the store's secret."""
+    if "://" in file.path:
+        return _probe_remote(file, con)
     if not os.path.exists(file.path):
         return "missing file"
     if os.path.getsize(file.path) != file.size:
@@ -70,6 +74,18 @@ def probe(file: DataFile) -> str | None:
         problem = read_whole(file.delete_file)[1]
         return None if problem is None else f"its delete file: {problem}"
     return problem
+
+
+def _probe_remote(file: DataFile, con: duckdb.DuckDBPyConnection | None) -> str | None:
+    if con is None:
+        return None  # nothing to read it with: not reported as damage
+    try:
+        rows = con.execute("SELECT count(*) FROM read_parquet(?)", [file.path]).fetchone()[0]
+        if file.delete_file is not None:
+            con.execute("SELECT count(*) FROM read_parquet(?)", [file.delete_file]).fetchone()
+    except duckdb.Error as exc:
+        return f"unreadable ({_first_line(exc)})"
+    return None if rows == file.rows else f"{rows} rows, the catalog recorded {file.rows}"
 
 
 def read_whole(path: str | os.PathLike) -> tuple[int, str | None]:
@@ -91,7 +107,7 @@ def damaged(con: duckdb.DuckDBPyConnection, tables=None) -> list[Damage]:
     found = []
     for table in tables or [t.name for t in schema.STORED_TABLES]:
         for file in data_files(con, table):
-            problem = probe(file)
+            problem = probe(file, con)
             if problem is not None:
                 found.append(Damage(file, problem))
     return found

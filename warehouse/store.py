@@ -114,6 +114,7 @@ class Warehouse:
         self._lock = writerlock.WriterLock(self.root)
         self._created: list[Path] = []  # what this open made, removed again if it fails having landed nothing
         self._discard = False
+        self._opened = False  # __enter__ finished: from then on a broken catalog is not ours to remove
         self._lock_timeout = lock_timeout
         self._settings = {"memory_limit": memory_limit, "threads": threads}
         self.config: LakeConfig | None = None
@@ -153,6 +154,7 @@ class Warehouse:
             from warehouse.migrate import migrate_legacy_layout
 
             migrate_legacy_layout(self)
+            self._opened = True
         except LakeError as exc:
             self._close_failed()
             raise WarehouseError(f"{exc}{recover_hint(self.config)}") from None
@@ -213,7 +215,7 @@ class Warehouse:
         try:
             return self.con.execute("SELECT count(*) FROM raw_payloads").fetchone()[0] == 0
         except duckdb.Error:
-            return False
+            return not self._opened  # interrupted while making the catalog: nothing can have landed
 
     def close(self) -> None:
         if self._reader is not None:
