@@ -257,7 +257,10 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
                     "extra_info => '{\"step\": \"schema\"}')")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a failed COMMIT has rolled back already
         raise
 
 
