@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -144,8 +146,7 @@ class Warehouse:
             if self.scope and not self.config.embedded:
                 self._lock = writerlock.ProjectLocks(self.root, self.scope)
             self.acquire_lock()
-            self.con = lake.new_connection(**self._settings)
-            lake.attach(self.con, self.config)
+            self.con = self._attached()
             self.con.execute(f"USE {lake.ALIAS}")
             if not self.config.embedded:
                 self.con.execute(CONFLICT_RETRIES)
@@ -165,6 +166,20 @@ class Warehouse:
             self._close_failed()
             raise
         return self
+
+    def _attached(self) -> duckdb.DuckDBPyConnection:
+        """A connection with the lake attached. Writers opening a new shared catalog at the same moment
+        race to create DuckLake's own tables; the losers find them made when they try again."""
+        for attempt in range(3):
+            con = lake.new_connection(**self._settings)
+            try:
+                lake.attach(con, self.config)
+                return con
+            except LakeError as exc:
+                con.close()
+                if self.config.embedded or attempt == 2 or "initialize DuckLake" not in str(exc):
+                    raise
+                time.sleep(0.5 + random.random())
 
     def acquire_lock(self) -> None:
         """Take the writer lock, saying once for whom it waits."""
