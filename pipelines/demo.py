@@ -92,6 +92,17 @@ def run_sync(job, instance, projects: list[str], label: str) -> bool:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def refresh_marts(defs, instance) -> bool:
+    """The version_summary mart, as the automation sensor would run it after the syncs (no daemon here)."""
+    from assets.conventions import key
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[key("version_summary")], raise_on_error=False, run_config=QUIET)
+    print(f"\nmart: run {result.run_id[:8]}, modelarts/version_summary: {'SUCCESS' if result.success else 'FAILURE'} "
+          "(its utilisation chart is on the asset's page in dg dev)")
+    return result.success
+
+
 def _materialization(result, key: str):
     for event in result.get_asset_materialization_events():
         if event.materialization.asset_key.path[-1] == key:
@@ -213,6 +224,7 @@ def main() -> int:
         print(f"\nsimulated clock +{ADVANCE_HOURS} h: {len(changes.finished)} versions finished, "
               f"{len(changes.new)} new, {len(changes.still_running)} still running")
         ok &= run_sync(job, instance, projects, "sync 2")
+        ok &= refresh_marts(defs, instance)
     print_summary(warehouse)
     write_report(warehouse, cwd / REPORT)
     repo = Path(__file__).resolve().parents[1]

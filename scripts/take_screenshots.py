@@ -86,6 +86,8 @@ def main() -> int:
             with DagsterUI(env, log=Path(tmp) / "dg-dev.log") as ui:
                 status = ui.wait_run(ui.launch(job="sync_all_projects", partition=DEFAULT_PROJECT_ID))
                 print(f"sync run: {status}")
+                mart = ui.wait_run(ui.launch(assets=[["modelarts", "version_summary"]]))
+                print(f"version_summary run: {mart}")
                 driver = browser()
                 try:
                     skip_welcome(driver, ui.url)

@@ -40,5 +40,7 @@ def test_demo_runs_the_dagster_job_against_the_simulator_and_prints_a_summary(tm
     assert (home / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        assert {r.job_name for r in runs} == {"sync_all_projects"}
+        assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "sync_all_projects", "sync_all_projects"]
+        summary = instance.get_latest_materialization_event(dg.AssetKey(["modelarts", "version_summary"]))
+        assert "data:image/png;base64," in summary.asset_materialization.metadata["utilisation_chart"].value
