@@ -35,6 +35,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset  # noqa: F401 - DuckDB imports it when it first reads an Arrow table: done here, in one
+import pyarrow.substrait  # noqa: F401 - thread, as a Ctrl-C in the middle of that import once left its lock held
 
 from warehouse import batches, datafiles, failpoints, lake, progress, schema, writerlock
 from warehouse.conflicts import CONFLICT_RETRIES, ConflictError, with_conflict_retries
