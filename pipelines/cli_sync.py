@@ -22,6 +22,7 @@ commands without the main CLI.
 """
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 
@@ -240,6 +241,8 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
 
 
 def _run(world: World, tick: float, tick_hours: float, duration: float) -> None:
+    # a parent that ignores SIGTERM (some supervisors, test runners) passes that on: stop on it anyway
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     started = time.monotonic()
     next_tick = started + tick if tick else None
     while not duration or time.monotonic() - started < duration:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pipelines.modelarts.simulator import SimulatorServer, World
 from tests.servers import postgres
@@ -22,6 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "proj-sched"
 TOKEN = "sched-t0k"
 
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """These tests point the environment at their lake (readers need the S3 keys): put it back after,
+    or the next test file on this worker would write to a PostgreSQL that is gone."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 def test_the_daemon_on_postgres_storage_fires_the_sync_schedule(tmp_path):
     with postgres() as pg_url:

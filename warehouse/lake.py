@@ -196,6 +196,18 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
         raise LakeError(f"cannot open the warehouse ({config.describe()}): {_first_line(exc)}") from None
 
 
+def initialised(config: LakeConfig) -> bool:
+    """Whether the embedded catalog holds a DuckLake: a first load killed (kill -9) before DuckLake made
+    its tables leaves an empty catalog.sqlite, which is no warehouse yet, not a damaged one."""
+    if not config.embedded:
+        return True
+    try:
+        with sqlite3.connect(f"file:{config.sqlite_file}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ducklake_metadata'").fetchone()[0] > 0
+    except sqlite3.Error:
+        return True  # unreadable: let the attach say what is wrong
+
+
 def _prepare_sqlite(path: Path) -> None:
     """WAL journal: readers of the catalog never block the writer's commit, nor it them."""
     path.parent.mkdir(parents=True, exist_ok=True)
