@@ -20,6 +20,7 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 
@@ -202,7 +203,7 @@ def initialised(config: LakeConfig) -> bool:
     if not config.embedded:
         return True
     try:
-        with sqlite3.connect(f"file:{config.sqlite_file}?mode=ro", uri=True) as db:
+        with sqlite3.connect(f"file:{quote(str(config.sqlite_file))}?mode=ro", uri=True) as db:
             return db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ducklake_metadata'").fetchone()[0] > 0
     except sqlite3.Error:
         return True  # unreadable: let the attach say what is wrong
