@@ -45,6 +45,9 @@ class RawLanding:
         self.load_ids.append(report.load_id)
         return report
 
+    def mark_deleted_upstream(self, project_id: str, live_job_ids, at) -> int:
+        return self._wh.mark_deleted_upstream(project_id, live_job_ids, at)
+
 
 MODELARTS_API = dg.AssetSpec(
     conventions.key("api"),
@@ -77,9 +80,11 @@ MODELARTS_API = dg.AssetSpec(
 def raw_payloads(context: dg.AssetExecutionContext, modelarts: ModelArtsResource,
                  warehouse: WarehouseResource) -> dg.MaterializeResult:
     project_id = context.partition_key
-    with user_errors(), warehouse.writer() as wh:
+    with user_errors(), warehouse.writer(projects=[project_id]) as wh:
         landing = RawLanding(wh)
         report = modelarts.sync(landing, [project_id]).projects[0]
+        if report.error:
+            wh.discard_if_empty()  # a first sync that failed leaves no empty warehouse behind
         # read under the lock, on the writer's own connection: the lake as just committed, without
         # the ~0.3 s a second connection costs
         snapshot = wh.snapshot_id()

@@ -7,11 +7,11 @@ to do the work. Select any table, or any few, and the step derives what is pendi
 (into every table: that is the warehouse's guarantee) and reports the tables selected;
 select them all, as the sync job does, and it reports all nine.
 
-`derive_pending` derives every body landed and not derived yet, whatever its project
-(in landing order, which is what keeps re-derived versions right), so a partition's
-step may also derive another partition's landing; the counts stay per project and per
-load id, so each partition still reports its own. The lock is held for the derive
-and for reading the metadata on the writer's connection, at the snapshot the derive made.
+The step's writer owns the partition's project (`writer(projects=[...])`): it derives the
+bodies of that project landed and not derived yet, in landing order, and on a shared
+(PostgreSQL) catalog other partitions' steps commit beside it. The counts are per project
+and per load id. The lock is held for the derive and for reading the metadata on the
+writer's connection, at the snapshot the derive made.
 """
 
 from collections.abc import Iterator
@@ -62,14 +62,14 @@ NAME_OF = {conventions.key(name): name for name in TABLE_NAMES}
     partitions_def=project_partitions,
     pool=WAREHOUSE_POOL,
     can_subset=True,
-    description="Derive the tidy tables from every raw payload not derived yet (all projects, in landing order); "
+    description="Derive the tidy tables from the partition's raw payloads not derived yet (in landing order); "
                 "report the selected tables for the partition's project.",
 )
 def derive_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     project_id = context.partition_key
     selected = [NAME_OF[k] for k in TABLE_KEYS if k in context.selected_asset_keys]
     load_ids = latest_load_ids(context.instance, project_id)
-    with user_errors(), warehouse.writer() as wh:
+    with user_errors(), warehouse.writer(projects=[project_id]) as wh:
         wh.derive_pending()
         # read under the lock, on the writer's connection: the lake as just committed, and no second
         # connection to pay for (~0.3 s); the lock is held a few hundred milliseconds longer

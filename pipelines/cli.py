@@ -8,13 +8,15 @@ from pathlib import Path
 import click
 
 from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
-from warehouse.files import iter_file_records
+from warehouse import schema
+from warehouse.files import expand_paths, iter_file_records
 from warehouse.lake import LakeConfig, LakeError
 from warehouse.reader import warehouse_dir
 from warehouse.store import DEFAULT_BATCH_RECORDS, LoadReport, Warehouse, WarehouseError, validate_project_id
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelarts-etl")
 def main() -> None:
     """Typed, lossless ETL of ModelArts training-job versions into Parquet and DuckDB."""
 
@@ -26,27 +28,112 @@ def main() -> None:
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_RECORDS, show_default=True,
               help="Payloads parsed and written per transaction (bounds memory).")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any payload was rejected or any link skipped.")
 def ingest(paths: tuple[str, ...], project_id: str, warehouse: str | None, keep_secrets: bool,
-           batch_size: int) -> None:
-    """Load payload files (.json, .jsonl, or folders of them) as if fetched."""
+           batch_size: int, strict: bool) -> None:
+    """Load payload files (.json, .jsonl, or folders of them) as if fetched. Links inside folders
+    are skipped; every rejected payload is listed with its reason."""
     started = time.perf_counter()
     with user_errors():
         validate_project_id(project_id)
-        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
-            report = wh.land(iter_file_records(paths, project_id), batch_records=batch_size)
+        inputs = expand_paths(paths)
+        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets, projects=[project_id]) as wh:
+            report = wh.land(iter_file_records(inputs.files, project_id), batch_records=batch_size)
+            rejected = wh.con.execute("SELECT source, error_kind, error_message FROM rejected_payloads "
+                                      "WHERE load_id = ? ORDER BY source", [report.load_id]).fetchall()
     _print_report(report, time.perf_counter() - started)
+    _print_refused(rejected, inputs.skipped, report.load_id)
+    if strict and (rejected or inputs.skipped):
+        raise click.ClickException(f"--strict: {len(rejected)} payload(s) rejected, {len(inputs.skipped)} link(s) "
+                                   "skipped (listed above)")
+
+
+SHOWN_REJECTIONS = 20
+
+
+def _print_refused(rejected: list[tuple], skipped: list[str], load_id: str) -> None:
+    """What ingest did not take, and why: the user should never have to guess which file it was."""
+    for source, kind, message in rejected[:SHOWN_REJECTIONS]:
+        click.echo(f"  rejected {source}: {kind}: {message}", err=True)
+    if len(rejected) > SHOWN_REJECTIONS:
+        click.echo(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more: SELECT source, error_message FROM "
+                   f"rejected_payloads WHERE load_id = '{load_id}'", err=True)
+    for line in skipped:
+        click.echo(f"  skipped {line}", err=True)
 
 
 @main.command()
 @WAREHOUSE_OPTION
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 def rebuild(warehouse: str | None, keep_secrets: bool) -> None:
-    """Re-derive every tidy table from raw_payloads (after a parser fix); calls nothing."""
+    """Re-derive every tidy table from raw_payloads (after a parser fix); calls nothing. One snapshot,
+    published only when it succeeds. Bodies in damaged data files are skipped and reported; their
+    versions keep the rows they had."""
     started = time.perf_counter()
     with user_errors():
-        with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+        root = _existing_warehouse(warehouse)
+        with Warehouse.open(root, redact=not keep_secrets, create=False, source="rebuild") as wh:
             report = wh.rebuild()
     _print_report(report, time.perf_counter() - started)
+    if report.damage:
+        for damage in report.damage:
+            click.echo(damage.line(root), err=True)
+        raise click.ClickException(
+            f"rebuilt without {sum(d.file.rows for d in report.damage)} raw bodies in {len(report.damage)} damaged "
+            f"file(s); {report.versions_kept} version(s) whose body is unreadable kept their rows. Restore the "
+            f"file(s) from a backup and rebuild again, or run `modelarts-etl recover --warehouse {root}` to make "
+            "a warehouse of the readable bodies")
+
+
+@main.command()
+@WAREHOUSE_OPTION
+def check(warehouse: str | None) -> None:
+    """Read every data file of every table and say which are damaged (exit status 1 if any).
+    Read-only: never takes the writer lock."""
+    from warehouse import datafiles
+    from warehouse.reader import connect
+
+    started = time.perf_counter()
+    with user_errors():
+        root = _existing_warehouse(warehouse)
+        con = connect(root)
+        try:
+            files = sum(len(datafiles.data_files(con, t.name)) for t in schema.STORED_TABLES)
+            damage = datafiles.damaged(con)
+        finally:
+            con.close()
+    for found in damage:
+        click.echo(found.line(root))
+    elapsed = time.perf_counter() - started
+    if not damage:
+        click.echo(f"{files} data files checked, none damaged, in {elapsed:.1f} s")
+        return
+    raw = [d for d in damage if d.file.table == schema.RAW_PAYLOADS.name]
+    todo = (f"restore them from a backup (same paths), or run `modelarts-etl recover --warehouse {root}` to "
+            "rebuild the warehouse from the readable raw files" if raw else
+            f"only derived tables are damaged: run `modelarts-etl recover --warehouse {root}` to derive them "
+            "again from the raw files (or restore the files from a backup)")
+    raise click.ClickException(f"{len(damage)} of {files} data files damaged ({len(raw)} of raw_payloads, "
+                               f"{sum(d.file.rows for d in raw)} raw bodies): {todo}")
+
+
+main.add_command(check, "verify")
+
+
+@main.command()
+@WAREHOUSE_OPTION
+def recover(warehouse: str | None) -> None:
+    """Rebuild a warehouse from its raw data files alone (the catalog lost or damaged, or data files
+    damaged): the catalog and data/ move to pre-recover/, nothing is deleted."""
+    from warehouse.recover import recover as run_recover
+
+    started = time.perf_counter()
+    with user_errors():
+        root = warehouse_dir(warehouse)
+        report = run_recover(root)
+    for path, problem in report.unreadable:
+        click.echo(f"skipped unreadable raw file {path}: {problem}", err=True)
+    click.echo(f"{report.summary()}, in {time.perf_counter() - started:.1f} s")
 
 
 @main.command()
@@ -102,7 +189,7 @@ def maintain(warehouse: str | None, retention: str) -> None:
     with user_errors():
         keep = parse_retention(retention)
         root = _existing_warehouse(warehouse)
-        with Warehouse.open(root, source="maintain") as wh:
+        with Warehouse.open(root, source="maintain", create=False) as wh:
             report = run_maintenance(wh, retention=keep)
     click.echo(f"{report.summary()}, in {time.perf_counter() - started:.1f} s")
 
@@ -173,11 +260,16 @@ def _snapshot_id(text: str | None) -> int | None:
 
 def _existing_warehouse(warehouse: str | None) -> Path:
     """The warehouse folder, refusing one with no lake (opening a writer would create one)."""
+    from warehouse.recover import has_raw_files
+
     root = warehouse_dir(warehouse)
     try:
         exists = LakeConfig.for_folder(root).exists()
     except LakeError as exc:
         raise WarehouseError(str(exc)) from None
+    if not exists and has_raw_files(root):
+        raise WarehouseError(f"the warehouse {root.absolute()} has data files but no catalog: run "
+                             f"`modelarts-etl recover --warehouse {root}` to rebuild it from them")
     if not exists:
         raise WarehouseError(f"no warehouse at {root.absolute()}: run `modelarts-etl ingest` or `sync` first, "
                              "or pass --warehouse")
@@ -191,6 +283,11 @@ def _print_report(report: LoadReport, elapsed: float) -> None:
         f"field issues {report.field_issues}, in {elapsed:.1f} s"
     )
 
+
+from pipelines.cli_report import report, sql, tables  # noqa: E402  (the reading commands)
+
+for command in (tables, sql, report):
+    main.add_command(command)
 
 try:  # the sync and simulate commands live beside the HTTP client
     from pipelines.cli_sync import simulate, sync

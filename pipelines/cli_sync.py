@@ -12,7 +12,9 @@ history and `ps`); the first complete set wins:
     MODELARTS_IAM_ENDPOINT                 IAM address (default: derived from the endpoint)
 
 Stand-ins for flags: MODELARTS_ENDPOINT (--endpoint), MODELARTS_PROJECT_ID (--project-id;
-several separated by spaces or commas), MODELARTS_WAREHOUSE (--warehouse).
+several separated by spaces or commas), MODELARTS_WAREHOUSE (--warehouse),
+MODELARTS_MAX_RETRY_AFTER (--max-retry-after). A --project-id flag is one id: repeat it
+for several (`--project-id "a b"` is refused, not split).
 
 A wrong endpoint, bad credentials or an unknown project end in one line on stderr and
 exit status 1; no traceback, no secret. `python -m pipelines.cli_sync` runs both
@@ -20,16 +22,18 @@ commands without the main CLI.
 """
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 
 import click
+from click.core import ParameterSource
 
 from pipelines.cli_common import WAREHOUSE_OPTION, user_errors
 
 from pipelines.modelarts.auth import auth_from_env
 from pipelines.modelarts.client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, normalize_endpoint
-from pipelines.modelarts.retry import RetryPolicy
+from pipelines.modelarts.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from pipelines.modelarts.simulator.faults import PAYLOAD_FAULTS, TRANSIENT_FAULTS, TransientFaults
 from pipelines.modelarts.simulator.generator import DEFAULT_PROJECT_ID
 from pipelines.modelarts.simulator.hostile import HOSTILE_MODES, Hostile
@@ -44,10 +48,20 @@ PROGRESS_EVERY = 2.0  # seconds between progress lines
 PROGRESS_MIN_VERSIONS = 100  # syncs with fewer versions to fetch print no progress
 
 
-def _split_ids(values: tuple[str, ...]) -> list[str]:
+def _project_ids(values: tuple[str, ...]) -> list[str]:
+    """Each --project-id is one id, as given: `--project-id "a b"` is a mistake, not two projects.
+    Only $MODELARTS_PROJECT_ID holds several (click splits it at spaces; commas work too)."""
+    ctx = click.get_current_context()
+    from_env = ctx.get_parameter_source("project_ids") is ParameterSource.ENVIRONMENT
     ids = []
     for value in values:
-        ids.extend(part for part in value.replace(",", " ").split() if part)
+        if from_env:
+            ids.extend(value.replace(",", " ").split())
+        elif any(sep in value for sep in ", \t\n"):
+            raise click.ClickException(f"invalid project id {value!r}: one --project-id is one id, and this one "
+                                       "has a space or comma; pass --project-id once per project")
+        else:
+            ids.append(value)
     return list(dict.fromkeys(ids))
 
 
@@ -82,6 +96,10 @@ class _Progress:
               help="Seconds to wait for an answer before retrying.")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               help="Retries per request on 429, 5xx, timeouts and dropped connections.")
+@click.option("--max-retry-after", type=click.FloatRange(min=0), default=DEFAULT_MAX_RETRY_AFTER, show_default=True,
+              envvar="MODELARTS_MAX_RETRY_AFTER",
+              help="Longest Retry-After (seconds) waited for; a request told to wait longer is left for the next "
+                   "sync and reported as not fetched ($MODELARTS_MAX_RETRY_AFTER).")
 @click.option("--deadline", type=click.FloatRange(min=1), default=DEFAULT_DEADLINE, show_default=True,
               help="Seconds for a whole request, however the server paces its answer (--timeout is per read).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_LAND_BATCH, show_default=True,
@@ -93,10 +111,10 @@ class _Progress:
 @click.option("--keep-secrets", is_flag=True, help="Do not redact secret-looking parameters in tidy tables.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, concurrency: int, rate: float,
-         per_page: int, timeout: float, retries: int, deadline: float, batch_size: int, api: str, insecure: bool,
-         keep_secrets: bool, quiet: bool) -> None:
+         per_page: int, timeout: float, retries: int, max_retry_after: float, deadline: float, batch_size: int,
+         api: str, insecure: bool, keep_secrets: bool, quiet: bool) -> None:
     """Fetch new and unfinished training-job versions (v1) and jobs (v2) from the API into the warehouse."""
-    ids = _split_ids(project_ids)
+    ids = _project_ids(project_ids)
     with user_errors():
         for project_id in ids:
             validate_project_id(project_id)
@@ -109,13 +127,16 @@ def sync(endpoint: str, project_ids: tuple[str, ...], warehouse: str | None, con
         click.echo(f"syncing {len(ids)} project(s) from {endpoint} ({auth.describe()})", err=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the --insecure line above says it once
-            with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets) as wh:
+            with Warehouse.open(warehouse_dir(warehouse), redact=not keep_secrets, projects=ids) as wh:
                 report = sync_projects(
                     wh, [Target(endpoint, p) for p in ids], auth, concurrency=concurrency, rate=rate or None,
-                    per_page=per_page, timeout=(connect, timeout), retry=RetryPolicy(max_retries=retries),
+                    per_page=per_page, timeout=(connect, timeout),
+                    retry=RetryPolicy(max_retries=retries, retry_after_max=max_retry_after),
                     verify=not insecure, progress=None if quiet else _Progress(), raise_on_error=False,
                     deadline=deadline, land_batch=batch_size, api=api,
                 )
+                if not report.ok:
+                    wh.discard_if_empty()  # a first sync that failed leaves no empty warehouse behind
     _print_report(report)
     if not report.ok:
         raise click.ClickException(report.error_line())
@@ -125,7 +146,9 @@ def _print_report(report: SyncReport) -> None:
     for project in report.projects:
         if project.error is None:
             click.echo(project.line())
-        for warning in project.warnings[:5]:
+        for gap in project.gaps[:20]:
+            click.echo(f"  gap: {gap}", err=True)
+        for warning in [w for w in project.warnings if w not in project.gaps][:5]:
             click.echo(f"  warning: {warning}", err=True)
         for failure in project.failures[:5]:
             click.echo(f"  not fetched: {failure}", err=True)
@@ -162,7 +185,8 @@ def _print_report(report: SyncReport) -> None:
 @click.option("--secret-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of jobs with made-up secrets in parameters and user_command (to see redaction).")
 @click.option("--hostile", type=click.Choice(HOSTILE_MODES), default=None,
-              help="Misbehave on purpose: hostile ids, trickled answers, non-UTF-8 bytes or huge bodies.")
+              help="Misbehave on purpose: hostile ids, trickled answers, non-UTF-8 bytes, huge bodies, "
+                   "empty or repeated list pages, an overstated job total.")
 @click.option("--hostile-match", default=None, help="Regex on the request path the --hostile mode applies to.")
 @click.option("--token", envvar="MODELARTS_SIMULATOR_TOKEN", default=None,
               help="Require this X-Auth-Token ($MODELARTS_SIMULATOR_TOKEN).")
@@ -195,7 +219,7 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
     if bool(iam_user) != bool(iam_password):
         raise click.ClickException("give both --iam-user and --iam-password, or neither")
     try:
-        world = World(projects=_split_ids(project_ids) or [DEFAULT_PROJECT_ID], jobs=jobs,
+        world = World(projects=_project_ids(project_ids) or [DEFAULT_PROJECT_ID], jobs=jobs,
                       versions_per_job=_range(versions_per_job), seed=seed, running_share=running_share,
                       payload_fault_rate=payload_fault_rate, payload_faults=_kinds(payload_faults),
                       secret_share=secret_share)
@@ -230,6 +254,8 @@ def simulate(host, port, project_ids, jobs, versions_per_job, seed, running_shar
 
 
 def _run(world: World, tick: float, tick_hours: float, duration: float) -> None:
+    # a parent that ignores SIGTERM (some supervisors, test runners) passes that on: stop on it anyway
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     started = time.monotonic()
     next_tick = started + tick if tick else None
     while not duration or time.monotonic() - started < duration:

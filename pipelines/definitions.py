@@ -16,6 +16,7 @@ from assets.checks import ALL_CHECKS
 from assets.export import parquet_export
 from assets.extract import MODELARTS_API, raw_payloads
 from assets.maintenance import lake_maintenance
+from assets.marts import version_summary
 from assets.tables import derive_tables
 from pipelines.resources import ModelArtsResource, WarehouseResource
 from pipelines.schedules import (
@@ -37,8 +38,8 @@ def _assets() -> list:
     stable for years now; its warning would greet every `dg dev`, so it is silenced here, and only here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return list(dg.with_source_code_references([MODELARTS_API, raw_payloads, derive_tables, parquet_export,
-                                                    lake_maintenance]))
+        return list(dg.with_source_code_references([MODELARTS_API, raw_payloads, derive_tables, version_summary,
+                                                    parquet_export, lake_maintenance]))
 
 
 defs = dg.Definitions(

@@ -7,7 +7,8 @@ payloads and some throttled or failing requests), points the environment at it,
 loads the real Definitions and runs the `sync_all_projects` job through Dagster for
 each project partition: once, then again after the simulated clock moved, to show
 an incremental sync. Run history goes to ./.dagster_home (so `dagster dev` shows it
-afterwards), the warehouse to ./warehouse_data. No network beyond loopback.
+afterwards), the warehouse to ./warehouse_data, the report to ./report.html. No network
+beyond loopback.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 DAGSTER_HOME = ".dagster_home"
 WAREHOUSE = "warehouse_data"
+REPORT = "report.html"
 SIM_JOBS = 40
 SIM_V2_JOBS = 15  # new-version (v2) jobs per project, synced beside the v1 versions
 SIM_SEED = 7
@@ -91,6 +93,17 @@ def run_sync(job, instance, projects: list[str], label: str) -> bool:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def refresh_marts(defs, instance) -> bool:
+    """The version_summary mart, as the automation sensor would run it after the syncs (no daemon here)."""
+    from assets.conventions import key
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[key("version_summary")], raise_on_error=False, run_config=QUIET)
+    print(f"\nmart: run {result.run_id[:8]}, modelarts/version_summary: {'SUCCESS' if result.success else 'FAILURE'} "
+          "(its utilisation chart is on the asset's page in dg dev)")
+    return result.success
+
+
 def _materialization(result, key: str):
     for event in result.get_asset_materialization_events():
         if event.materialization.asset_key.path[-1] == key:
@@ -135,8 +148,30 @@ def print_summary(warehouse: Path) -> None:
         print(f"\nExample query (warehouse.connect({str(warehouse)!r}), or the DuckDB CLI: see the README):")
         print("\n".join("  " + line for line in EXAMPLE_SQL.splitlines()))
         print_rows(con.execute(EXAMPLE_SQL))
+        print_version_summary(con)
     finally:
         con.close()
+
+
+def print_version_summary(con) -> None:
+    """One line of version_summary: the run that held the most GPU-hours."""
+    row = con.execute("""SELECT job_name, version_name, status_name, status_category, gpu_hours, gpu_util_avg,
+                                gpu_util_p95, gpu_hours_under_20, total_accuracy
+                         FROM version_summary WHERE gpu_hours IS NOT NULL
+                         ORDER BY gpu_hours DESC, version_id LIMIT 1""").fetchone()
+    if row is None:
+        return
+    name, version, status, category, hours, avg, p95, idle, accuracy = row
+    util = "no GPU samples" if avg is None else f"GPU util avg {avg:.1f} %, p95 {p95:.1f} %, {idle:,.1f} h under 20 %"
+    print(f"\nversion_summary, the run with the most GPU-hours: {name} {version}, {status} ({category}), "
+          f"{hours:,.1f} GPU-hours, {util}" + (f", accuracy {accuracy:.3f}" if accuracy is not None else ""))
+
+
+def write_report(warehouse: Path, out: Path) -> None:
+    from warehouse.report import build_report
+
+    path = build_report(warehouse, out)
+    print(f"\nReport: {path} (one self-contained HTML file; `modelarts-etl report` writes it too)")
 
 
 def print_rejected(con) -> None:
@@ -197,7 +232,9 @@ def main() -> int:
         print(f"\nsimulated clock +{ADVANCE_HOURS} h: {len(changes.finished)} versions finished, "
               f"{len(changes.new)} new, {len(changes.still_running)} still running")
         ok &= run_sync(job, instance, projects, "sync 2")
+        ok &= refresh_marts(defs, instance)
     print_summary(warehouse)
+    write_report(warehouse, cwd / REPORT)
     repo = Path(__file__).resolve().parents[1]
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Browse the runs, assets and checks with:\n"
           f"  cd {repo} && DAGSTER_HOME={home} MODELARTS_WAREHOUSE={warehouse} "

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from pipelines.modelarts.auth import auth_from_env
 from pipelines.modelarts.errors import EndpointError, ProjectError
-from pipelines.modelarts.retry import RetryPolicy
+from pipelines.modelarts.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from pipelines.modelarts.sync import SyncReport, Target, sync_projects
 from pipelines.partitions import project_ids_from_env
 from warehouse.reader import connect
@@ -62,11 +62,12 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(**{**settings, **overrides})
 
     @contextmanager
-    def writer(self) -> Iterator[Warehouse]:
-        """The one way assets write: the Warehouse takes the cross-process file lock first, and
-        tags its snapshots `source=dagster` in the `loads` ledger."""
+    def writer(self, projects: list[str] | None = None) -> Iterator[Warehouse]:
+        """The one way assets write: the Warehouse takes its locks first (of `projects` only, on a
+        shared catalog: partitions then commit side by side), and tags its snapshots
+        `source=dagster` in the `loads` ledger."""
         with Warehouse(self.folder, lock_timeout=self.lock_timeout_s, redact=self.redact,
-                       source=WAREHOUSE_SOURCE) as wh:
+                       source=WAREHOUSE_SOURCE, projects=projects) as wh:
             yield wh
 
     @contextmanager
@@ -100,6 +101,7 @@ _TUNING_ENV = (
     ("rate", "MODELARTS_RATE", float),
     ("read_timeout_s", "MODELARTS_TIMEOUT", float),
     ("max_retries", "MODELARTS_RETRIES", int),
+    ("max_retry_after_s", "MODELARTS_MAX_RETRY_AFTER", float),
 )
 
 
@@ -118,6 +120,11 @@ class ModelArtsResource(dg.ConfigurableResource):
     concurrency: int = Field(default=8, description="Parallel detail requests per project.")
     rate: float = Field(default=20.0, description="Requests per second per endpoint over all threads; 0 = no limit.")
     max_retries: int = Field(default=5, description="Retries per request on 429, 5xx, timeouts, dropped connections.")
+    max_retry_after_s: float = Field(
+        default=DEFAULT_MAX_RETRY_AFTER,
+        description="Longest Retry-After waited for; a request told to wait longer is left for the next sync "
+                    "and reported as not fetched ($MODELARTS_MAX_RETRY_AFTER).",
+    )
     connect_timeout_s: float = Field(default=5.0)
     read_timeout_s: float = Field(default=30.0)
     verify_tls: bool = Field(default=True, description="Verify TLS certificates; turn off only for a test endpoint.")
@@ -172,7 +179,8 @@ class ModelArtsResource(dg.ConfigurableResource):
                                f"({', '.join(self.project_ids)}); set MODELARTS_PROJECT_IDS and reload")
         return sync_projects(
             wh, [Target(self.endpoint, p) for p in project_ids], self.auth(), concurrency=self.concurrency,
-            rate=self.rate or None, timeout=self._timeout, retry=RetryPolicy(max_retries=self.max_retries),
+            rate=self.rate or None, timeout=self._timeout,
+            retry=RetryPolicy(max_retries=self.max_retries, retry_after_max=self.max_retry_after_s),
             verify=self.verify_tls, raise_on_error=False, api=self.api,
         )
 

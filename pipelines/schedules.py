@@ -24,6 +24,7 @@ import dagster as dg
 
 from assets.checks import STRUCTURE_CHECKS
 from assets.maintenance import GROUP as MAINTENANCE_GROUP
+from assets.marts import version_summary
 from pipelines.partitions import project_partitions
 
 DEFAULT_CRON = "0 * * * *"
@@ -32,9 +33,10 @@ DEFAULT_MAINTENANCE_CRON = "30 3 * * *"
 sync_all_projects = dg.define_asset_job(
     "sync_all_projects",
     selection=(dg.AssetSelection.all() - dg.AssetSelection.groups(MAINTENANCE_GROUP)
-               - dg.AssetSelection.checks(*STRUCTURE_CHECKS)),
+               - dg.AssetSelection.checks(*STRUCTURE_CHECKS) - dg.AssetSelection.assets(version_summary)),
     description="Fetch new and unfinished versions of a project, land them raw, derive every table, run the checks, "
-                "export to Parquet if configured.",
+                "export to Parquet if configured. The version_summary mart follows on its own (eager automation): "
+                "its chart is over every project, not the run's.",
     executor_def=dg.in_process_executor,
 )
 

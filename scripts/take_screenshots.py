@@ -4,8 +4,8 @@
 
 Starts the simulator and `dg dev` on loopback with a throwaway DAGSTER_HOME and warehouse, runs
 the sync job for the demo project through the UI's GraphQL API (so the pages have data), then
-points Debian's headless Chromium at three pages: the asset graph, the job_versions table, and one
-check. Needs `apt-get install chromium chromium-driver` and selenium (the `dev` extra).
+points Debian's headless Chromium at four pages: the asset graph, the job_versions table, one
+check, and the version_summary mart with its utilisation chart. Needs `apt-get install chromium chromium-driver` and selenium (the `dev` extra).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ PAGES = {
     "dagster-asset-graph.png": "/locations/modelarts_etl/asset-groups/tables/lineage",
     "dagster-table-job-versions.png": "/assets/modelarts/job_versions",
     "dagster-check-unique-key.png": "/assets/modelarts/job_versions?view=checks&checkDetail=unique_key",
+    "dagster-version-summary.png": "/assets/modelarts/version_summary?view=events",
 }
 SETTLE_S = 8  # the UI renders from GraphQL after the page loads
 
@@ -56,6 +57,16 @@ def skip_welcome(driver, url: str) -> None:
         time.sleep(1)
 
 
+def open_markdown(driver) -> None:
+    """Markdown metadata (the utilisation chart) opens in a dialog: open it, so the chart is in the picture."""
+    from selenium.webdriver.common.by import By
+
+    for link in driver.find_elements(By.XPATH, "//*[contains(text(), 'Show Markdown')]"):
+        link.click()
+        time.sleep(2)
+        return
+
+
 def main() -> int:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
     if missing:
@@ -75,12 +86,15 @@ def main() -> int:
             with DagsterUI(env, log=Path(tmp) / "dg-dev.log") as ui:
                 status = ui.wait_run(ui.launch(job="sync_all_projects", partition=DEFAULT_PROJECT_ID))
                 print(f"sync run: {status}")
+                mart = ui.wait_run(ui.launch(assets=[["modelarts", "version_summary"]]))
+                print(f"version_summary run: {mart}")
                 driver = browser()
                 try:
                     skip_welcome(driver, ui.url)
                     for name, path in PAGES.items():
                         driver.get(ui.url + path)
                         time.sleep(SETTLE_S)
+                        open_markdown(driver)
                         driver.save_screenshot(str(IMAGES / name))
                         print(f"{IMAGES / name}: {(IMAGES / name).stat().st_size:,} bytes")
                 finally:

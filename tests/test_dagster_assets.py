@@ -19,6 +19,7 @@ from assets.conventions import key  # noqa: E402
 from assets.export import parquet_export  # noqa: E402
 from assets.extract import raw_payloads  # noqa: E402
 from assets.maintenance import lake_maintenance  # noqa: E402
+from assets.marts import version_summary  # noqa: E402
 from assets.tables import TABLE_NAMES, derive_tables  # noqa: E402
 
 from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World  # noqa: E402
@@ -30,7 +31,7 @@ from warehouse.store import Warehouse  # noqa: E402
 PROJECTS = ["proj-a", "proj-b"]
 TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
-EVERYTHING = [raw_payloads, derive_tables, parquet_export, *ALL_CHECKS]  # what the sync job runs
+EVERYTHING = [raw_payloads, derive_tables, version_summary, parquet_export, *ALL_CHECKS]  # what the sync job runs
 CHECK_COUNT = 31 + 2 * 11  # v1's 31; unique_key and columns_match_contract on the 11 v2 and unified tables
 EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
@@ -133,6 +134,10 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
             assert then.execute("SELECT count(*) FROM job_versions WHERE project_id = ?",
                                 [project]).fetchone()[0] == len(stored)
 
+    summary = metadata(results[PROJECTS[-1]], "version_summary")  # every project, after the last run
+    assert summary["dagster/row_count"] == con.execute("SELECT count(*) FROM version_summary").fetchone()[0]
+    assert "data:image/png;base64," in summary["utilisation_chart"]
+
     stored_as = {k.path[-1]: spec.metadata["stored_as"] for k, spec in derive_tables.specs_by_key.items()}
     assert stored_as["jobs"] == stored_as["system_metric_samples"] == "view" and stored_as["volumes"] == "table"
 
@@ -223,6 +228,7 @@ def test_a_refused_token_fails_the_partition_with_one_readable_line(sim, resourc
     error = failure.step_failure_data.user_failure_data
     assert "401" in error.description or "token" in error.description.lower()
     assert "wrong" not in error.description  # never the secret itself
+    assert not Path(resources["warehouse"].folder).exists()  # and no empty warehouse left behind
 
 
 def test_checks_read_while_a_writer_holds_the_lock(sim, resources, instance):

@@ -31,11 +31,16 @@ def test_demo_runs_the_dagster_job_against_the_simulator_and_prints_a_summary(tm
     con.close()
     assert f"Rejected payloads: {rejected} " in out
     assert "Example query" in out and "avg_gpu_util_pct" in out
+    assert re.search(r"^version_summary, the run with the most GPU-hours: .+ GPU-hours", out, re.M)
+    report = (tmp_path / "report.html").read_text()
+    assert f"Report: {tmp_path / 'report.html'}" in out and report.count("data:image/png;base64,") == 4
 
     # run history in the project-local DAGSTER_HOME, where `dagster dev` will find it
     home = tmp_path / ".dagster_home"
     assert (home / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        assert {r.job_name for r in runs} == {"sync_all_projects"}
+        assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert sorted(r.job_name for r in runs) == ["__ASSET_JOB", "sync_all_projects", "sync_all_projects"]
+        summary = instance.get_latest_materialization_event(dg.AssetKey(["modelarts", "version_summary"]))
+        assert "data:image/png;base64," in summary.asset_materialization.metadata["utilisation_chart"].value

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from warehouse import connect, schema
+from warehouse import analysis, connect, schema
 from warehouse.docs import render_tables_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ def test_duckdb_tables_match_the_arrow_schemas(wh_dir):
     land(wh_dir, [(ROOT / "tests" / "data" / "seed_example.json").read_bytes()])
     con = connect(wh_dir)
     try:
-        for table in schema.ALL_TABLES:
+        for table in schema.ALL_TABLES + analysis.ANALYSIS_VIEWS:
             described = con.execute(f"DESCRIBE {table.name}").fetchall()
             assert [(r[0], r[1].replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")) for r in described] == [
                 (c.name, c.duckdb_type) for c in table.columns], table.name

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import land
-from warehouse import connect, schema
+from warehouse import analysis, connect, schema
 from warehouse.export import SNAPSHOT_FILE, export_duckdb, export_parquet
 from warehouse.store import WarehouseError
 
@@ -81,7 +81,7 @@ def test_duckdb_export_equals_the_lake(lake, tmp_path):
     con = connect(root)
     try:
         con.execute(f"ATTACH '{tmp_path / 'out.duckdb'}' AS exported (READ_ONLY)")
-        names = schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS)
+        names = schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS) + analysis.ANALYSIS_VIEWS
         for table in names:
             assert _differences(con, f'SELECT * FROM modelarts."{table.name}"',
                                 f'SELECT * FROM exported."{table.name}"') == 0, table.name

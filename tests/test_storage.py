@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import land, rows
-from warehouse import connect, load, schema
+from warehouse import analysis, connect, load, schema
 from warehouse.records import RawRecord
 from warehouse.store import Warehouse, WarehouseBusy, WarehouseError
 
@@ -64,7 +64,7 @@ def test_every_table_is_a_ducklake_table_with_its_rows_in_parquet(wh_dir, seed_b
     assert rows(wh_dir, "SELECT count(*) FROM job_versions") == [(7,)]
     assert rows(wh_dir, "SELECT count(*) FROM rejected_payloads") == [(1,)]
     shown = {name for (name,) in rows(wh_dir, "SHOW TABLES")}
-    assert shown == {t.name for t in schema.ALL_TABLES} | {"system_metric_series", "loads"}  # nothing internal
+    assert shown == {t.name for t in schema.ALL_TABLES} | {"system_metric_series", "loads"} | set(analysis.VIEWS)
 
 
 def test_reloading_a_version_replaces_all_its_rows(wh_dir, seed_bytes):

@@ -4,7 +4,16 @@
 """
 from __future__ import annotations
 
-from warehouse import schema
+from warehouse import analysis, schema
+
+
+def _table_section(table: schema.Table) -> list[str]:
+    kind = "View" if table.is_view else "Table"
+    lines = [f"## `{table.name}`", "", table.doc, "", f"{kind}. Key: `({', '.join(table.key)})`", "",
+             "| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.duckdb_type} | {c.doc} |" for c in table.columns]
+    lines.append("")
+    return lines
 
 
 def render_tables_markdown() -> str:
@@ -20,11 +29,26 @@ def render_tables_markdown() -> str:
         "",
     ]
     for table in schema.ALL_TABLES + (schema.SYSTEM_METRIC_SERIES, schema.LOADS):
-        kind = "View" if table.is_view else "Table"
-        lines += [f"## `{table.name}`", "", table.doc, "", f"{kind}. Key: `({', '.join(table.key)})`", "",
-                  "| column | type | meaning |", "|---|---|---|"]
-        lines += [f"| `{c.name}` | {c.duckdb_type} | {c.doc} |" for c in table.columns]
-        lines.append("")
+        lines += _table_section(table)
+    lines += [
+        "# Analysis views",
+        "",
+        "Defined in `warehouse/analysis.py`; what each answers, with SQL to copy, is in docs/analysis.md. "
+        "Plain views: nothing is computed at ingest. A lake made before them gets them when a writer next opens it.",
+        "",
+    ]
+    for table in analysis.ANALYSIS_VIEWS:
+        lines += _table_section(table)
+    lines += [
+        "## `parameters_wide`",
+        "",
+        "One row per version (`project_id`, `job_id`, `version_id`), then one column per parameter label. "
+        "Not a view: its columns are the labels in the data, and a view's columns are fixed when it is made. "
+        "`dataset(folder).parameters_wide()` (text values) or `.parameters_wide(numeric=True)` "
+        "(`value_number`) pivots on demand, at the dataset's snapshot; in SQL: "
+        "`PIVOT parameters ON label USING first(value) GROUP BY project_id, job_id, version_id`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 from filelock import FileLock
 
-from warehouse import lake, schema
+from warehouse import analysis, lake, schema
 from warehouse.reader import connect
 from warehouse.store import WarehouseError
 
@@ -198,7 +198,7 @@ def _create_views(file: Path, counts: dict[str, int]) -> None:
     table names resolve to it, not to the lake."""
     con = duckdb.connect(str(file))
     try:
-        for view in schema.ALL_TABLES:
+        for view in schema.ALL_TABLES + analysis.ANALYSIS_VIEWS:
             if view.is_view:
                 con.execute(view.ddl())
                 con.execute(f"COMMENT ON VIEW \"{view.name}\" IS {lake.sql_literal(view.doc)}")

@@ -858,6 +858,7 @@ class _Builder:
         scalar_columns = list(zip(*self.scalar_rows)) if self.scalar_rows else [()] * len(_SCALARS)
         for (_, column, _), values in zip(_SCALARS, scalar_columns):
             self.versions[column] = values
+        self.versions["deleted_upstream_at"] = [None] * len(self.versions["job_id"])  # set by syncs, not payloads
         built = {
             "job_versions": (schema.JOB_VERSIONS, self.versions),
             "parameters": (schema.PARAMETERS, self.parameters),

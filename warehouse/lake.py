@@ -20,10 +20,11 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 
-from warehouse import schema
+from warehouse import analysis, schema
 
 ALIAS = "modelarts"  # the name the lake is attached under, everywhere (README: attach it AS modelarts)
 CATALOG_FILE = "catalog.sqlite"
@@ -138,7 +139,8 @@ def _extension_bases() -> list[Path]:
 
 
 def _link_extensions(base: Path, sources: dict[str, Path]) -> None:
-    folder = base / DUCKDB_VERSION / duckdb.execute("PRAGMA platform").fetchone()[0]
+    with duckdb.connect() as con:  # its own connection: the module-level one is not safe across threads
+        folder = base / DUCKDB_VERSION / con.execute("PRAGMA platform").fetchone()[0]
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
         link = folder / f"{name}.duckdb_extension"
@@ -195,12 +197,29 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
         raise LakeError(f"cannot open the warehouse ({config.describe()}): {_first_line(exc)}") from None
 
 
+def initialised(config: LakeConfig) -> bool:
+    """Whether the embedded catalog holds a DuckLake: a first load killed (kill -9) before DuckLake made
+    its tables leaves an empty catalog.sqlite, which is no warehouse yet, not a damaged one."""
+    if not config.embedded:
+        return True
+    try:
+        with sqlite3.connect(f"file:{quote(str(config.sqlite_file))}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ducklake_metadata'").fetchone()[0] > 0
+    except sqlite3.Error:
+        return True  # unreadable: let the attach say what is wrong
+
+
 def _prepare_sqlite(path: Path) -> None:
     """WAL journal: readers of the catalog never block the writer's commit, nor it them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+    try:
+        with sqlite3.connect(path) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:  # not an OperationalError about the disk: the file itself
+        if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
+            raise OSError(f"{path}: {exc}") from None
+        raise LakeError(f"cannot open the catalog {path}: {exc}") from None
 
 
 def s3_secret_sql() -> str:
@@ -234,9 +253,11 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
                            for c in table.columns if (table.name, c.name) not in stored]
     views = {v for (v,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = ?",
                                        [alias]).fetchall()}
-    for view in schema.VIEWS:
+    for view in schema.VIEWS + analysis.ANALYSIS_VIEWS:
         if view.name not in views:
             statements.append(view.ddl(f'{alias}."{view.name}"'))
+        elif any((view.name, c) not in stored for c in view.column_names):  # the contract added a column
+            statements += [f'DROP VIEW {alias}."{view.name}"', view.ddl(f'{alias}."{view.name}"')]
     if not statements:
         return
     con.execute("BEGIN")
@@ -249,7 +270,10 @@ def create_tables(con: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> None:
                     "extra_info => '{\"step\": \"schema\"}')")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a failed COMMIT has rolled back already
         raise
 
 

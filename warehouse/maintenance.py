@@ -104,12 +104,26 @@ def _compact(wh: "Warehouse", load_id: str, function: str, options: str = "") ->
     return sum(row[2] for row in done)
 
 
+def _newest_marks(con) -> set[int]:
+    """The snapshots that say how far derivation has got (progress.py): the newest unscoped mark, and
+    per project the newest scoped mark after it. Expiring one would make its bodies look underived."""
+    marks = con.execute("SELECT snapshot_id, raw_through, scope FROM loads WHERE raw_through IS NOT NULL "
+                        "ORDER BY snapshot_id DESC").fetchall()
+    keep, seen = set(), set()
+    for snapshot_id, _, scope in marks:
+        if scope is None:
+            keep.add(snapshot_id)
+            break
+        if set(scope) - seen:
+            keep.add(snapshot_id)
+            seen |= set(scope)
+    return keep
+
+
 def _expire(con, cutoff: datetime) -> int:
     """Expire the snapshots older than `cutoff`, except the ones the writer and readers rely on."""
     keep = {con.execute(f"SELECT id FROM {lake.ALIAS}.current_snapshot()").fetchone()[0]}
-    resume = con.execute("SELECT max(snapshot_id) FROM loads WHERE raw_through IS NOT NULL").fetchone()[0]
-    if resume is not None:
-        keep.add(resume)
+    keep |= _newest_marks(con)
     old = [sid for (sid,) in con.execute(
         f"SELECT snapshot_id FROM ducklake_snapshots('{lake.ALIAS}') WHERE snapshot_time < ? ORDER BY 1",
         [cutoff]).fetchall() if sid not in keep]

@@ -64,31 +64,10 @@ def migrate_legacy_layout(wh: "Warehouse") -> int:
     root = wh.root
     if not needs_migration(root):
         return 0
-    from warehouse.batches import cuts
-    from warehouse.store import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_RECORDS, LoadReport, transaction
-
-    files, keys = _landing_keys(legacy_raw_files(root))
-    landed = 0
+    files, keys = landing_keys(legacy_raw_files(root))
     source, wh.source = wh.source, SOURCE
     try:
-        if keys is not None:
-            # landing order, as the old writer derived: by load, then arrival, then place in its file
-            keys = keys.take(pc.sort_indices(keys, [("load_id", "ascending"), ("fetched_at", "ascending"),
-                                                    ("file_idx", "ascending"), ("row_idx", "ascending")]))
-            fresh = [i for i, key in enumerate(zip(*(keys.column(c).to_pylist()
-                                                     for c in ("project_id", "source", "payload_sha256"))))
-                     if wh.claim_raw_key(*key)]  # a body in two files (a merge the old writer left) lands once
-            if fresh:
-                keys = keys.take(pa.array(fresh, pa.int64()))
-                reader = _Bodies(files)
-                sizes = keys.column("byte_size").to_numpy(zero_copy_only=False)
-                with transaction(wh.con, "migrate"):
-                    for start, stop in cuts(sizes, DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
-                        wh.insert(schema.RAW_PAYLOADS.name, reader.rows(keys.slice(start, stop - start)))
-                    projects = set(keys.column("project_id").unique().to_pylist())
-                    wh.label_snapshot("migrate", LoadReport(landed=keys.num_rows, projects=projects),
-                                       load_id="migrate")
-                landed = keys.num_rows
+        landed = land_raw_rows(wh, files, keys, step="migrate")
         wh.derive_pending()
     finally:
         wh.source = source
@@ -96,8 +75,36 @@ def migrate_legacy_layout(wh: "Warehouse") -> int:
     return landed
 
 
-def _landing_keys(paths: list[Path]) -> tuple[list[Path], pa.Table | None]:
-    """The files that read, and one row per body in them: its key columns, file and row number."""
+def land_raw_rows(wh: "Warehouse", files: list[Path], keys: pa.Table | None, *, step: str) -> int:
+    """Land the raw rows `keys` names (see landing_keys), byte for byte with their own columns, in
+    landing order and once per raw key, as one snapshot; returns how many were new."""
+    from warehouse.batches import cuts
+    from warehouse.store import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_RECORDS, LoadReport, transaction
+
+    if keys is None:
+        return 0
+    # landing order, as the old writer derived: by load, then arrival, then place in its file
+    keys = keys.take(pc.sort_indices(keys, [("load_id", "ascending"), ("fetched_at", "ascending"),
+                                            ("file_idx", "ascending"), ("row_idx", "ascending")]))
+    fresh = [i for i, key in enumerate(zip(*(keys.column(c).to_pylist()
+                                             for c in ("project_id", "source", "payload_sha256"))))
+             if wh.claim_raw_key(*key)]  # a body in two files (a merge the writer left) lands once
+    if not fresh:
+        return 0
+    keys = keys.take(pa.array(fresh, pa.int64()))
+    reader = _Bodies(files)
+    sizes = keys.column("byte_size").to_numpy(zero_copy_only=False)
+    with transaction(wh.con, step):
+        for start, stop in cuts(sizes, DEFAULT_BATCH_RECORDS, DEFAULT_BATCH_BYTES):
+            wh.insert(schema.RAW_PAYLOADS.name, reader.rows(keys.slice(start, stop - start)))
+        projects = set(keys.column("project_id").unique().to_pylist())
+        wh.label_snapshot(step, LoadReport(landed=keys.num_rows, projects=projects), load_id=step)
+    return keys.num_rows
+
+
+def landing_keys(paths: list[Path], unreadable: list | None = None) -> tuple[list[Path], pa.Table | None]:
+    """The files that read, and one row per body in them: its key columns, file and row number.
+    With `unreadable` (a list), a file that does not read is skipped and added to it as (path, reason)."""
     from warehouse.store import WarehouseError
 
     files, tables = [], []
@@ -105,6 +112,9 @@ def _landing_keys(paths: list[Path]) -> tuple[list[Path], pa.Table | None]:
         try:
             table = pq.read_table(path, columns=_KEY_COLUMNS)
         except (pa.ArrowException, OSError) as exc:
+            if unreadable is not None:
+                unreadable.append((path, str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"))
+                continue
             if path.name.startswith("."):
                 continue  # half-written by a writer killed before its commit: see the module doc
             raise WarehouseError(
@@ -148,22 +158,23 @@ class _Bodies:
         return table
 
 
-def _move_aside(root: Path) -> None:
+def _move_aside(root: Path, names: tuple[str, ...] = LEGACY_NAMES, aside_name: str = MOVED_ASIDE) -> Path | None:
     """Nothing is deleted: the old files go to <root>/pre-ducklake/, to remove once the lake looks right.
     Where a file of that name was moved there already (the old release wrote here again after a
     conversion), they go to pre-ducklake-2/, -3/, ... instead: nothing moved aside is overwritten."""
-    names = [name for name in LEGACY_NAMES if (root / name).exists()]
+    names = [name for name in names if os.path.lexists(root / name)]
     if not names:
-        return
+        return None
     n = 1
     while True:
-        aside = root / (MOVED_ASIDE if n == 1 else f"{MOVED_ASIDE}-{n}")
+        aside = root / (aside_name if n == 1 else f"{aside_name}-{n}")
         if not any(os.path.lexists(aside / name) for name in names):
             break
         n += 1
     aside.mkdir(exist_ok=True)
     for name in names:
         os.rename(root / name, aside / name)  # one folder, one file system: a rename, never a copy
+    return aside
 
 
 def _as_raw(table: pa.Table) -> pa.Table:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+DATE = pa.date32()
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -20,6 +21,7 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.binary(): "BLOB",
     UTC_TS: "TIMESTAMPTZ",
+    DATE: "DATE",
     pa.list_(pa.float64()): "DOUBLE[]",
     pa.list_(pa.string()): "VARCHAR[]",
 }
@@ -149,6 +151,9 @@ JOB_VERSIONS = Table(
         _c("total_accuracy", F64, "model_metric_list.total_metric.total_metric_values.accuracy"),
         _c("extracted_at", UTC_TS, "When the payload was fetched or read (lineage)"),
         _c("payload_sha256", S, "SHA-256 of the raw payload this row came from (joins raw_payloads)"),
+        _c("deleted_upstream_at", UTC_TS, "When a sync's complete job list first lacked this version's job: the "
+           "job was deleted upstream. The row stays, with the last status seen (a RUNNING version stays RUNNING), "
+           "and is not fetched again; NULL while the job exists, cleared if it is listed again"),
     ),
     VERSION_KEY,
 )
@@ -168,6 +173,8 @@ JOBS = Table(
         _c("version_count", I64, "Number of versions stored"),
         _c("first_create_time", UTC_TS, "Earliest create_time over stored versions"),
         _c("last_create_time", UTC_TS, "Latest create_time over stored versions"),
+        _c("deleted_upstream_at", UTC_TS, "When the job was found deleted upstream (see job_versions); NULL while "
+           "it exists"),
     ),
     ("project_id", "job_id"),
     version_scoped=False,
@@ -176,7 +183,8 @@ JOBS = Table(
        max_by(version_id, ord) AS latest_version_id, max_by(status, ord) AS latest_status,
        max_by(status_name, ord) AS latest_status_name, max_by(is_final, ord) AS latest_is_final,
        count(*) AS version_count,
-       min(create_time) AS first_create_time, max(create_time) AS last_create_time
+       min(create_time) AS first_create_time, max(create_time) AS last_create_time,
+       max(deleted_upstream_at) AS deleted_upstream_at
 FROM (SELECT *, row_number() OVER (PARTITION BY project_id, job_id
              ORDER BY create_time ASC NULLS FIRST, version_id ASC) AS ord
       FROM job_versions)
@@ -338,7 +346,10 @@ LOADS = Table(
         _c("versions_loaded", I64, "Versions whose tidy rows were (re)written"),
         _c("rejected", I64, "Payloads newly rejected"),
         _c("field_issues", I64, "Field issues written"),
-        _c("raw_through", I64, "Every raw_payloads row up to this rowid is derived (what derive_pending resumes from)"),
+        _c("raw_through", I64, "Every raw_payloads row up to this rowid is derived (what derive_pending resumes "
+                               "from), for the projects in `scope`"),
+        _c("scope", pa.list_(S), "The projects the writer owned (parallel writers on a shared catalog); "
+                                 "NULL: the whole warehouse"),
     ),
     ("snapshot_id",),
     version_scoped=False,
@@ -351,7 +362,8 @@ LOADS = Table(
        CAST(json_extract(commit_extra_info, '$.versions_loaded') AS BIGINT) AS versions_loaded,
        CAST(json_extract(commit_extra_info, '$.rejected') AS BIGINT) AS rejected,
        CAST(json_extract(commit_extra_info, '$.field_issues') AS BIGINT) AS field_issues,
-       CAST(json_extract(commit_extra_info, '$.raw_through') AS BIGINT) AS raw_through
+       CAST(json_extract(commit_extra_info, '$.raw_through') AS BIGINT) AS raw_through,
+       CAST(json_extract(commit_extra_info, '$.scope') AS VARCHAR[]) AS scope
 FROM ducklake_snapshots('modelarts')
 WHERE author = 'modelarts-etl'""",
 )

@@ -25,6 +25,21 @@ def is_final(code: int | None) -> bool:
     return code in FINAL_STATUSES
 
 
+# The five categories analysis groups statuses into (version_summary.status_category): the
+# Job Statuses table read as above. LOST counts as failed (the job died with its node);
+# in-progress statuses, WAITING and KILLING included, are "running"; 0, 20 and unknown codes "other".
+STATUS_CATEGORIES: dict[str, frozenset[int]] = {
+    "succeeded": frozenset({10}),
+    "failed": frozenset({3, 5, 6, 11, 14, 16, 17, 21, 22}),
+    "stopped": frozenset({12, 13}),
+    "running": IN_PROGRESS_STATUSES,
+}
+
+
+def status_category(code: int | None) -> str:
+    return next((name for name, codes in STATUS_CATEGORIES.items() if code in codes), "other")
+
+
 # v2 phases (new-version training). Final: Completed (done); Failed (the run failed and is not
 # retried in place: a retry is a new run record, not a phase change back); Terminated (stopped by a
 # user); Abnormal (the docs' example: secondary phase CreateFailed, the job never ran). Creating,

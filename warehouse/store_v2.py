@@ -49,6 +49,21 @@ def delete_all(con) -> None:
         con.execute(f'DELETE FROM "{table.name}"')
 
 
+def delete_of_readable_bodies(con, readable_raw: str) -> None:
+    """A rebuild with damaged raw files: delete the jobs and metric series whose body is readable
+    (derived again); those whose body is unreadable keep their rows. Listings, events and field
+    issues are replaced by scope when their bodies are derived again."""
+    readable = (f"(SELECT 1 FROM {readable_raw} r WHERE r.project_id = t.project_id "
+                "AND r.payload_sha256 = t.payload_sha256)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE v2_rederived AS SELECT project_id, training_job_id "
+                f"FROM v2_jobs t WHERE EXISTS {readable}")
+    for table in schema_v2.DETAIL_TABLES:
+        con.execute(f'DELETE FROM "{table.name}" WHERE (project_id, training_job_id) IN '
+                    "(SELECT (project_id, training_job_id) FROM temp.v2_rederived)")
+    con.execute(f"DELETE FROM v2_metric_series t WHERE EXISTS {readable}")
+    con.execute("DROP TABLE temp.v2_rederived")
+
+
 def job_states(wh, project_id: str) -> dict[str, tuple[bool, int | None]]:
     """training_job_id -> (is_final, create_time in epoch ms) for every v2 job stored for the project."""
     rows = wh.con.execute(

@@ -13,6 +13,8 @@ Safety rules enforced here:
 - Every path is /v1/{project_id}/training-jobs[/{job_id}/versions[/{version_id}]]: the
   project id must look like one and the ids must be non-negative 64-bit integers, so
   nothing a server (or a user) sends can steer a request to another path.
+- A Retry-After past the policy's cap is not waited for: the request is given up at once
+  (`Response.deferred`), so one throttled URL cannot stall the others (see retry.py).
 - A request has a total deadline (`deadline`, seconds) besides the per-read timeout:
   a server that trickles its answer is cut off (see deadline.py). An answer larger
   than `max_body` bytes is abandoned instead of filling memory.
@@ -68,6 +70,7 @@ class Response:
     version_id: int | None = None
     fetched_at: datetime = field(default_factory=utc_now)
     training_job_id: str | None = None  # v2 requests: the job's UUID
+    deferred: bool = False  # given up at once: the server's Retry-After was past the cap
 
     def record(self) -> RawRecord:
         return RawRecord(body=self.body, project_id=self.project_id, source=self.url, kind=self.kind,
@@ -245,9 +248,15 @@ class ModelArtsClient:
             if 300 <= status < 400:
                 raise self._redirected(url, status, resp.headers.get("Location", ""))
             if status in RETRYABLE_STATUSES and retries < self.retry.max_retries:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+                if not self.retry.waits_for(retry_after):
+                    problem = (f"HTTP {status} asked to retry after {retry_after:g} s, longer than the "
+                               f"{self.retry.retry_after_max:g} s cap (--max-retry-after): left for the next sync")
+                    return Response(url, kind, project_id, None, b"", retries, problem, job_id, version_id,
+                                    deferred=True)
                 retries += 1
                 self.stats.add(retry=True)
-                self._back_off(retries, status, resp.headers.get("Retry-After"))
+                self._back_off(retries, status, retry_after)
                 continue
             return Response(url, kind, project_id, status, body, retries, None, job_id, version_id)
 
@@ -265,9 +274,8 @@ class ModelArtsClient:
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _back_off(self, retry_number: int, status: int, retry_after_header: str | None) -> None:
+    def _back_off(self, retry_number: int, status: int, retry_after: float | None) -> None:
         """Sleep before a retry; a 429 holds back every thread of this client, not just this one."""
-        retry_after = parse_retry_after(retry_after_header) if status in (429, 503) else None
         delay = self.retry.wait(retry_number, retry_after)
         if status == 429:
             self.limiter.pause_until(time.monotonic() + delay)
@@ -372,6 +380,8 @@ def api_error(body: bytes) -> tuple[str | None, str | None]:
 
 def read_list(client: ModelArtsClient, response: Response, what: str) -> dict:
     """A list page's JSON object, or the error that explains why there is none."""
+    if response.deferred:  # not the endpoint's fault: this page alone waits for the next sync
+        raise ApiError(f"the {what} was not fetched: {response.error}")
     if response.status is None:
         raise EndpointError(f"cannot reach {client.endpoint} for the {what}: {response.error} "
                             f"(after {response.retries} retries)")

@@ -4,17 +4,23 @@ Why not `executor.map`: it submits every item up front and keeps every result un
 it is consumed, so a slow consumer (the warehouse writing a batch) would let results
 pile up without limit. Here workers stop when `buffer` outcomes wait unconsumed, and
 keep working while the consumer is busy with earlier ones, so fetching and landing overlap.
+
+The workers are daemon threads, joined for at most `STOP_WAIT` seconds when the
+stream is closed: a consumer that fails (the disk is full) must see its error at
+once, not after every request in flight ends, and a worker stuck in a request
+must never keep the interpreter from exiting.
 """
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass
 from typing import Any
 
 _DONE = object()
+STOP_WAIT = 2.0  # seconds a closed stream waits for its workers' current calls
 
 
 @dataclass
@@ -29,7 +35,7 @@ def bounded_map(fn: Callable[[Any], Any], items: Iterable, *, workers: int, buff
     """Outcomes of fn(item) in completion order; an exception is returned, not raised.
 
     Closing the iterator early (break, an exception in the consumer) stops the workers
-    after their current call and waits for them.
+    after their current call and waits for them, at most STOP_WAIT seconds.
     """
     workers = max(1, workers)
     pending = iter(items)
@@ -63,16 +69,19 @@ def bounded_map(fn: Callable[[Any], Any], items: Iterable, *, workers: int, buff
         finally:
             put(_DONE)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
-        for _ in range(workers):
-            pool.submit(work)
-        finished = 0
-        try:
-            while finished < workers:
-                outcome = results.get()
-                if outcome is _DONE:
-                    finished += 1
-                else:
-                    yield outcome
-        finally:
-            stop.set()  # the pool's exit then waits for the workers' current calls
+    threads = [threading.Thread(target=work, name=f"{name}-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < workers:
+            outcome = results.get()
+            if outcome is _DONE:
+                finished += 1
+            else:
+                yield outcome
+    finally:
+        stop.set()
+        give_up = time.monotonic() + STOP_WAIT
+        for thread in threads:
+            thread.join(max(0.0, give_up - time.monotonic()))

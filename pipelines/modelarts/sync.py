@@ -12,9 +12,14 @@ The library entry point for the CLI and the Dagster assets alike:
 
 Per project: read which versions the warehouse holds (and which are final), land the
 list pages while reading them, plan (see plan.py), then fetch the planned details on
-`concurrency` threads. List pages and details go to one `wh.land(...)` call as one
+`concurrency` threads. After landing, a complete job list (no gap, see discovery.py)
+tells the writer which jobs exist (`wh.mark_deleted_upstream`), so versions of jobs
+deleted upstream are marked, not left looking RUNNING forever. List pages and details go to one `wh.land(...)` call as one
 stream (one load), landed in batches while fetching goes on, so memory stays bounded
 however many versions there are. Nothing is parsed before it is landed.
+
+The writer `wh` needs three methods: `version_states`, `land` and `mark_deleted_upstream`
+(warehouse.store.Warehouse has them; this package never imports it).
 
 A project that fails (bad credentials, unknown project, unreachable endpoint) does not
 stop the others; `sync_projects` raises SyncError at the end, with the report attached,
@@ -35,7 +40,7 @@ from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.streaming import bounded_map
 from pipelines.modelarts.v2.sync import sync_project_v2
 from warehouse import failpoints
-from warehouse.records import RawRecord
+from warehouse.records import RawRecord, utc_now
 
 Progress = Callable[[str, int, int], None]  # (project_id, versions done, versions to fetch)
 APIS = ("v1", "v2", "both", "auto")  # auto: both, skipping an API the endpoint does not serve (HTTP 404)
@@ -64,12 +69,19 @@ class ProjectReport:
     versions_loaded: int = 0
     field_issues: int = 0
     landed: int = 0  # raw bodies newly stored (list pages included)
+    deleted_upstream: int = 0  # stored versions newly marked: their job is no longer listed
     retried: int = 0
     requests: int = 0
     elapsed: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)  # listings that ended short of the server's count
     failures: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every listing reached its count and every planned detail arrived."""
+        return self.error is None and not self.gaps and not self.failed
 
     def line(self) -> str:
         text = (f"project {self.project_id}: jobs {self.jobs} ({self.jobs_unchanged} unchanged), "
@@ -77,6 +89,10 @@ class ProjectReport:
                 f"rejected {self.rejected}, retried {self.retried}, requests {self.requests}")
         if self.failed:
             text += f", failed {self.failed} (fetched again next sync)"
+        if self.deleted_upstream:
+            text += f", {self.deleted_upstream} versions of jobs deleted upstream marked"
+        if self.gaps:
+            text += f", INCOMPLETE: {len(self.gaps)} listing(s) ended short (listed again next sync)"
         return text + f", {self.elapsed:.1f} s"
 
 
@@ -120,12 +136,22 @@ class SyncReport:
     def ok(self) -> bool:
         return all(p.error is None for p in self.projects)
 
+    @property
+    def complete(self) -> bool:
+        return all(p.complete for p in self.projects)
+
     def summary(self) -> str:
         text = (f"listed {self.listed}, fetched {self.fetched}, skipped as final {self.skipped_final}, "
                 f"rejected {self.rejected}, retried {self.retried}")
         if self.failed:
             text += f", failed {self.failed}"
+        gaps = self._sum_len("gaps")
+        if gaps:
+            text += f", INCOMPLETE: {gaps} listing gap(s)"
         return text + f", elapsed {self.elapsed:.1f} s"
+
+    def _sum_len(self, name: str) -> int:
+        return sum(len(getattr(p, name)) for p in self.projects)
 
     def error_line(self) -> str:
         failed = [p for p in self.projects if p.error]
@@ -210,9 +236,13 @@ def sync_project(wh, client: ModelArtsClient, project: ProjectReport, *, concurr
         found, tally = Discovery(project.project_id), _Tally()
         records = _project_records(client, project, states, found, tally, concurrency=concurrency,
                                    per_page=per_page, progress=progress)
-        loaded = wh.land(records, batch_records=land_batch)
+        with closing(records):  # a failed land (disk full) must stop the fetch threads now, not never
+            loaded = wh.land(records, batch_records=land_batch)
         project.landed, project.rejected = loaded.landed, loaded.rejected
         project.versions_loaded, project.field_issues = loaded.versions_loaded, loaded.field_issues
+        if found.error is None and found.job_list_complete:  # a listing with a gap proves no job gone
+            project.deleted_upstream = wh.mark_deleted_upstream(project.project_id, [j.job_id for j in found.jobs],
+                                                                utc_now())
         for error in (found.error, tally.error):
             if error is not None:
                 raise error
@@ -229,6 +259,7 @@ def _project_records(client: ModelArtsClient, project: ProjectReport, states: di
     """List pages, then the planned details, as one stream: one load, landed in batches while fetching goes on."""
     yield from discover(client, project.project_id, states, per_page=per_page, concurrency=concurrency, found=found)
     project.jobs, project.jobs_unchanged, project.warnings = len(found.jobs), found.settled_jobs, found.warnings
+    project.gaps = found.gaps
     if found.error is not None:
         return
     plan = plan_fetches(found.versions, states)

@@ -65,7 +65,8 @@ NOT_STARTED = frozenset({1, 2, 3, 4, 5, 7, 18})  # never reached a node: no samp
 
 BASE_METRICS = ("cpuUsage", "memUsage", "gpuUtil")
 EXTRA_METRICS = ("gpuMemUsage", "diskReadRate", "diskWriteRate", "recvBytesRate", "sendBytesRate")
-MEAN_SAMPLES = 640  # total samples over all arrays of a finished version (~570 over all statuses)
+MEAN_SAMPLES = 900  # sample budget over all arrays of a version: a long run is sampled less often (~570 on average)
+INTERVALS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 45, 60, 90, 120)  # sampling intervals in minutes (`interval`; docs/analysis.md)
 
 MODELS = ("resnet50", "resnet101", "mobilenet-v2", "efficientnet-b0", "bert-base", "yolov5s", "deeplabv3",
           "vgg16", "inception-v3", "unet", "ssd-mobilenet", "transformer", "wide-deep", "xgb-churn")
@@ -246,14 +247,23 @@ def _series(rng: random.Random, count: int, top: float, idle_tail: int) -> list[
     return out
 
 
-def system_metrics(rng: random.Random, gpu_num: int, fraction: float = 1.0) -> dict:
-    """~570 samples in total over 3-8 arrays (fewer while running), plus the sampling interval."""
+def sampling(duration_ms: int, budget: int) -> tuple[int, int]:
+    """(interval in minutes, samples per array) so that samples ~ duration / interval: the
+    smallest usual interval that keeps an array within its budget."""
+    minutes = duration_ms / 60_000
+    interval = next((i for i in INTERVALS if minutes / i <= budget), INTERVALS[-1])
+    return interval, max(1, round(minutes / interval))
+
+
+def system_metrics(rng: random.Random, gpu_num: int, duration_ms: int) -> dict:
+    """3-8 arrays sampled every `interval` minutes over the run's duration (~570 samples in all
+    on average), plus the interval."""
     names = list(BASE_METRICS)
     if rng.random() < 0.35:
         names += rng.sample(EXTRA_METRICS, rng.randint(1, len(EXTRA_METRICS)))
-    budget = int(rng.uniform(0.6, 1.4) * MEAN_SAMPLES * fraction)
-    per_series = max(1, budget // len(names))
-    idle_tail = rng.randint(0, 12)
+    budget = int(rng.uniform(0.6, 1.4) * MEAN_SAMPLES)
+    interval, per_series = sampling(duration_ms, max(1, budget // len(names)))
+    idle_tail = min(rng.randint(0, 12), per_series // 4)
     load = rng.choice((8.0, 30.0, 100.0))  # a light job's usage stays in single digits
     metrics: dict = {}
     for name in names:
@@ -263,7 +273,7 @@ def system_metrics(rng: random.Random, gpu_num: int, fraction: float = 1.0) -> d
             metrics[name] = _series(rng, per_series, 4_000.0, idle_tail)
         else:
             metrics[name] = _series(rng, per_series, load, idle_tail)
-    metrics["interval"] = rng.choice((1, 1, 1, 5, 10))
+    metrics["interval"] = interval
     return metrics
 
 
@@ -291,14 +301,14 @@ def model_metrics(rng: random.Random) -> str:
 def _duration_ms(rng: random.Random, status: int) -> int:
     if status in NOT_STARTED:
         return 0
-    minutes = rng.lognormvariate(4.5, 1.1) if status == 10 else rng.lognormvariate(3.0, 1.3)
+    minutes = rng.lognormvariate(6.2, 0.8) if status == 10 else rng.lognormvariate(4.8, 1.2)
     return int(min(max(minutes, 1.0), 7 * 24 * 60) * 60_000) + rng.randint(0, 59_999)
 
 
 def generate_version(rng: random.Random | int, project_id: str, job_id: int, version_id: int, *,
                      profile: dict | None = None, status: int | None = None, version_index: int = 1,
                      pre_version_id: int = 0, create_time: int | None = None, start_time: int | None = None,
-                     duration: int | None = None, metrics_fraction: float | None = None) -> dict:
+                     duration: int | None = None) -> dict:
     """One version-detail payload as a dict (encode it with orjson).
 
     Arguments left as None are drawn from `rng`; the simulator's world passes status and
@@ -318,8 +328,6 @@ def generate_version(rng: random.Random | int, project_id: str, job_id: int, ver
         start_time = create_time + rng.randint(5_000, 20 * 60_000)
     if duration is None:
         duration = _duration_ms(rng, status)
-    if metrics_fraction is None:
-        metrics_fraction = 1.0 if status in FINAL_STATUSES else rng.uniform(0.1, 0.9)
     engine_type, engine_name, engine_id, _ = profile["engine"]
     spec_id, spec_code, core, cpu, gpu_num, gpu_type = profile["spec"]
     bucket, version_name = profile["bucket"], f"V{version_index:04d}"
@@ -359,7 +367,7 @@ def generate_version(rng: random.Random | int, project_id: str, job_id: int, ver
         "data_source": _data_sources(rng, profile),
         "model_id": rng.randint(1, 99_999) if status == 10 and rng.random() < 0.4 else 0,
         "model_metric_list": model_metrics(rng) if status == 10 else "",
-        "system_metric_list": _system_metric_field(rng, gpu_num, started, metrics_fraction),
+        "system_metric_list": _system_metric_field(rng, gpu_num, started, duration),
         "user_image_url": profile["user_image_url"],
         "user_command": _user_command(profile, custom),
         "resource_id": uuid.UUID(int=hash_ids(project_id, job_id, version_id)).hex,
@@ -386,11 +394,11 @@ def _user_command(profile: dict, custom: bool) -> str:
     return f"{command} {planted}" if planted else command
 
 
-def _system_metric_field(rng: random.Random, gpu_num: int, started: bool, fraction: float):
+def _system_metric_field(rng: random.Random, gpu_num: int, started: bool, duration_ms: int):
     """Usually an object; now and then the JSON-string form the versions list uses; empty if never run."""
     if not started:
         return {}
-    metrics = system_metrics(rng, gpu_num, fraction)
+    metrics = system_metrics(rng, gpu_num, duration_ms)
     return orjson.dumps(metrics).decode() if rng.random() < 0.05 else metrics
 
 

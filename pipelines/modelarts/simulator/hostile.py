@@ -9,6 +9,9 @@ what a client must survive without hanging, crashing, or writing anywhere it sho
     trickle_headers  the status line arrives, then one header line every `interval` seconds, forever
     non_utf8         bytes that are not UTF-8 inside otherwise well-formed answers
     huge             answers (match= details) padded to `size` bytes (still valid JSON: an unknown field)
+    empty_page       list pages (match= which, e.g. r"[?&]page=2(&|$)") come back empty, their totals unchanged
+    repeat_page      list pages ignore `page` and repeat page 1 (job lists and versions lists alike)
+    overstated_total the job list's `job_total_count` says 10**12, whatever the jobs are
 
     SimulatorServer(world, hostile=Hostile("trickle_body", match=r"/versions/\\d+$"))
 """
@@ -17,7 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HOSTILE_MODES = ("evil_ids", "trickle_body", "trickle_headers", "non_utf8", "huge")
+HOSTILE_MODES = ("evil_ids", "trickle_body", "trickle_headers", "non_utf8", "huge", "empty_page", "repeat_page",
+                 "overstated_total")
+OVERSTATED_TOTAL = 10**12
 
 # ids a hostile list page names; none of them may ever become part of a request path
 EVIL_IDS = (

@@ -9,7 +9,8 @@
 Auth, when configured: a static token (`token=`), IAM-issued tokens (`iam_user=`), and
 AK/SK signatures (`aksk=`) are each accepted; with none configured the API is open.
 `hostile=Hostile(mode)` adds behaviour no real endpoint should show (hostile ids, answers
-trickled forever, non-UTF-8 bytes, huge bodies; see hostile.py), and `tls=` an
+trickled forever, non-UTF-8 bytes, huge bodies, empty or repeated list pages, an overstated
+total; see hostile.py), and `tls=` an
 `ssl.SSLContext` serves HTTPS. Errors use the documented codes: 401 ModelArts.0201 (no token) / 0202 (expired) /
 0203 (invalid), 403 ModelArts.0206 (bad AK/SK) / 0210 (project not covered),
 400 ModelArts.0101 (bad paging) / 2775 (no such job or version), 404 APIG.0101 (no such API).
@@ -244,12 +245,21 @@ class _Handler(BaseHTTPRequestHandler):
         jobs = sorted(self.simulator.world.job_list_items(project_id), key=lambda j: (j[sort_by], j["job_id"]),
                       reverse=order == "desc")
         size = min(per_page, self.simulator.page_cap)
-        window = jobs[(page - 1) * size: page * size]
+        window = self._list_window(jobs, size, page)
         if self._hostile("evil_ids") and page == 1:
             window = _hostile.evil_job_items() + window
         quota = 1000
-        self._json(200, {"is_success": True, "job_total_count": len(jobs), "job_count_limit": quota - len(jobs),
+        total = _hostile.OVERSTATED_TOTAL if self._hostile("overstated_total") else len(jobs)
+        self._json(200, {"is_success": True, "job_total_count": total, "job_count_limit": quota - len(jobs),
                          "quotas": quota, "jobs": window})
+
+    def _list_window(self, items: list, size: int, page: int) -> list:
+        """One page of a listing, as the empty_page and repeat_page modes distort it."""
+        if self._hostile("empty_page"):
+            return []
+        if self._hostile("repeat_page"):
+            page = 1
+        return items[(page - 1) * size: page * size]
 
     def _version_list(self, project_id: str, job: str, query: dict):
         paging = _paging(query, page_default=0, page_min=0)
@@ -262,8 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "ModelArts.2775", f"training job {job} does not exist")
         sim_job = self.simulator.world.job(project_id, job_id)
         if page > 0:  # page 0 is the documented "no paging"
-            size = min(per_page, self.simulator.page_cap)
-            window = items[(page - 1) * size: page * size]
+            window = self._list_window(items, min(per_page, self.simulator.page_cap), page)
         else:
             window = items
         if self._hostile("evil_ids") and page <= 1:

@@ -251,6 +251,15 @@ class World:
             "job_desc": job.profile["job_desc"], "version_count": len(job.versions),
         }
 
+    def delete_job(self, project_id: str, job_id: int) -> SimJob:
+        """The job and its versions vanish from every endpoint, as after a DELETE; returns it for restore_job."""
+        with self._lock:
+            return self._jobs[project_id].pop(job_id)
+
+    def restore_job(self, project_id: str, job: SimJob) -> None:
+        with self._lock:
+            self._jobs[project_id][job.job_id] = job
+
     def job(self, project_id: str, job_id: int) -> SimJob | None:
         return self._jobs.get(project_id, {}).get(job_id)
 
@@ -291,13 +300,10 @@ class World:
 
     def _payload(self, job: SimJob, v: SimVersion) -> dict:
         """The version's detail as generated, before any payload fault."""
-        fraction = None
-        if not v.is_final and v.start_ms is not None:
-            fraction = min(0.95, max(0.05, (self._now - v.start_ms) / max(1, v.finishes_ms - v.start_ms)))
         return generate_version(
             random.Random(v.seed), v.project_id, v.job_id, v.version_id, profile=job.profile, status=v.status,
             version_index=v.index, pre_version_id=v.pre_version_id, create_time=v.create_ms,
-            start_time=v.start_ms, duration=self._duration(v), metrics_fraction=fraction,
+            start_time=v.start_ms, duration=self._duration(v),
         )
 
     def payload(self, project_id: str, job_id: int, version_id: int) -> dict | None:
