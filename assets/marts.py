@@ -32,11 +32,14 @@ def version_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         figures = headline(con)
         chart = plots.gpu_util_distribution(con)
     chart.set_size_inches(*CHART_SIZE)
-    markdown = (f"**{figures['versions']:,} versions**, {figures['gpu_hours']:,.1f} GPU-hours, "
+    markdown = (f"**{figures['runs']:,} runs** ({figures['v1_versions']:,} v1 versions, {figures['v2_jobs']:,} v2 "
+                f"jobs), {figures['gpu_hours']:,.1f} GPU-hours, "
                 f"{figures['gpu_hours_under_20']:,.1f} of them under 20 % utilisation.\n\n"
                 f"![GPU utilisation](data:image/png;base64,{plots.png_base64(chart)})")
     metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(int(figures["versions"])),
+        "dagster/row_count": dg.MetadataValue.int(int(figures["runs"])),
+        "v1_versions": dg.MetadataValue.int(int(figures["v1_versions"])),
+        "v2_jobs": dg.MetadataValue.int(int(figures["v2_jobs"])),
         "utilisation_chart": dg.MetadataValue.md(markdown),
         "succeeded": dg.MetadataValue.int(int(figures["succeeded"])),
         "failed": dg.MetadataValue.int(int(figures["failed"])),
@@ -51,7 +54,8 @@ def version_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 @dg.asset(
     key=key("version_summary"),
-    deps=[key(t) for t in ("job_versions", "system_metric_samples", "parameters", "class_metrics", "field_issues")],
+    deps=[key(t) for t in ("job_versions", "system_metric_samples", "parameters", "class_metrics", "field_issues",
+                           "runs", "run_parameters", "v2_metric_samples", "v2_field_issues")],
     group_name=conventions.MARTS_GROUP,
     kinds={"ducklake", "duckdb"},
     owners=conventions.owners(),
@@ -67,5 +71,6 @@ def version_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     utilisation chart and headline figures of every project, as of the latest snapshot."""
     with user_errors(), warehouse.reader() as con:
         metadata = version_summary_metadata(con)
-    context.log.info(f"version_summary: {metadata['dagster/row_count'].value} versions")
+    context.log.info(f"version_summary: {metadata['dagster/row_count'].value} runs "
+                     f"({metadata['v2_jobs'].value} of them v2 jobs)")
     return dg.MaterializeResult(metadata=metadata)

@@ -59,10 +59,11 @@ def test_parameters_wide_has_one_row_per_version_and_one_column_per_label(lake):
         text = ds.parameters_wide().df()
         numeric = ds.parameters_wide(numeric=True).df()
         one = ds.parameters_wide(where="job_id = 1").df()
-    assert list(text.columns) == ["project_id", "job_id", "version_id", "batch_size", "learning_rate", "optimizer"]
+    assert list(text.columns) == ["project_id", "api_version", "run_id", "job_id", "version_id", "training_job_id",
+                                  "batch_size", "learning_rate", "optimizer"]
     assert text["job_id"].tolist() == [1, 2, 3]  # the version without parameters has its row too
     assert text.loc[0, "learning_rate"] == "0.1" and text.loc[0, "optimizer"] == "adam"
-    assert text.loc[1, "batch_size"] == "64" and text.iloc[2, 3:].isna().all()
+    assert text.loc[1, "batch_size"] == "64" and text.iloc[2, 6:].isna().all()
     assert numeric.loc[0, "learning_rate"] == 0.1 and numeric["optimizer"].isna().all()
     assert one["job_id"].tolist() == [1]
 

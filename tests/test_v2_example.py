@@ -134,6 +134,30 @@ def test_the_example_is_one_run_in_the_unified_views(landed):
          "gpu_count": 1}]
 
 
+def test_the_example_in_the_analysis_views(landed):
+    """version_summary and metric_stats of the example: Abnormal (never started, a GPU flavor, 0 ms),
+    cpuUsage's 13 values after two -1, every gpuUtil sample -1 (no data)."""
+    [s] = dicts(landed, "SELECT * FROM version_summary")
+    cpu = [2.43, 4.524, 6.714, 12.422, 9.214, 5.36, 7.5, 10.088, 8.975, 11.423, 11.548, 14.563, 16.833]
+    expected = {
+        "api_version": "v2", "run_id": JOB, "training_job_id": JOB, "job_id": None, "version_id": None,
+        "job_name": "trainjob--py14_mem06-108", "version_name": None, "status": None, "status_name": "Abnormal",
+        "status_category": "failed", "is_final": True, "create_time": _utc(1636447346315), "start_time": None,
+        "end_time": None, "duration_ms": 0, "duration_hours": 0.0, "engine_name": "PyTorch",
+        "spec_code": "modelarts.vm.pnt1.large.eco", "gpu_num": 1, "worker_server_num": 1, "gpus": 1,
+        "gpu_hours": 0.0, "gpu_hours_under_20": None, "metric_interval_minutes": 1.0,
+        "cpu_samples": 15, "cpu_max": 16.833, "gpu_util_samples": 15, "gpu_util_avg": None, "gpu_util_max": None,
+        "total_accuracy": None, "parameter_count": 0, "field_issue_count": 0,
+    }
+    assert {k: s[k] for k in expected} == expected
+    assert s["cpu_avg"] == pytest.approx(sum(cpu) / 13)
+    assert rows(landed, "SELECT task, samples, min, latest FROM metric_stats WHERE metric = 'memUsage'") == [
+        ("worker-0", 15, 0.04, 9.005)]
+    assert rows(landed, "SELECT count(*) FROM metric_history WHERE sample_time IS NOT NULL") == [(0,)]  # not started
+    assert rows(landed, "SELECT count(*) FROM best_versions") == [(0,)]  # Abnormal is no success
+    assert rows(landed, "SELECT count(*) FROM utilisation_daily") == [(0,)]  # it never started
+
+
 def test_raw_bodies_keep_their_bytes_and_training_job_id(wh_dir):
     _land(wh_dir)
     stored = dict(rows(wh_dir, "SELECT kind, payload FROM raw_payloads"))

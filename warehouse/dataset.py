@@ -6,7 +6,7 @@
     ds.version_summary.columns
     ds.row_counts()
     ds.sql("SELECT status_category, count(*) FROM version_summary GROUP BY ALL").df()
-    ds.parameters_wide().df()                   # one column per parameter label
+    ds.parameters_wide().df()                   # one row per run, one column per parameter name
     ds.best_versions(by="total_recall").df()
 
 One read-only connection per dataset: it never blocks a writer, and with `as_of` every
@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # pandas and pyarrow are imported by the calls that return th
     import pandas as pd
     import pyarrow as pa
 
-WIDE_KEY = ("project_id", "job_id", "version_id")
+WIDE_KEY = ("project_id", "api_version", "run_id")  # a run of either API generation (schema_runs.py)
+WIDE_IDS = ("job_id", "version_id", "training_job_id")  # beside the key; NULL on one side, so never joined on
+WIDE_ORDER = "project_id, api_version, job_id, version_id, training_job_id"
 
 
 class Relation:
@@ -108,36 +110,38 @@ class Dataset:
         return pd.DataFrame(counts, columns=["table", "rows"])
 
     def parameters_wide(self, *, numeric: bool = False, where: str | None = None) -> Relation:
-        """One row per version (every version, with or without parameters), one column per parameter label.
+        """One row per run (v1 version or v2 job, with or without parameters), one column per parameter
+        name (v1 label, v2 name); `where` is a condition on the `runs` view.
 
-        A function, not a view: the columns are the labels present at this snapshot, and a
+        A function, not a view: the columns are the names present at this snapshot, and a
         view's columns are fixed when it is made. `numeric=True` gives `value_number` (NULL
         where a value is not a number), for scikit-learn; else the text value.
         """
         value = "value_number" if numeric else "value"
         keys = ", ".join(WIDE_KEY)
-        versions = f"SELECT {keys} FROM job_versions" + (f" WHERE {where}" if where else "")
-        labels = self._run("SELECT count(DISTINCT label) FROM parameters").fetchone()[0]
-        if not labels:
-            return Relation(self, versions)
-        pivot = (f"PIVOT (SELECT {keys}, label, {value} AS value FROM parameters WHERE label IS NOT NULL) "
-                 f"ON label USING first(value) GROUP BY {keys}")
-        return Relation(self, f"SELECT * FROM ({versions}) LEFT JOIN ({pivot}) USING ({keys}) ORDER BY {keys}")
+        runs = f"SELECT {keys}, {', '.join(WIDE_IDS)} FROM runs" + (f" WHERE {where}" if where else "")
+        names = self._run("SELECT count(DISTINCT name) FROM run_parameters").fetchone()[0]
+        if not names:
+            return Relation(self, f"SELECT * FROM ({runs}) ORDER BY {WIDE_ORDER}")
+        pivot = (f"PIVOT (SELECT {keys}, name, {value} AS value FROM run_parameters WHERE name IS NOT NULL) "
+                 f"ON name USING first(value) GROUP BY {keys}")
+        return Relation(self, f"SELECT * FROM ({runs}) LEFT JOIN ({pivot}) USING ({keys}) ORDER BY {WIDE_ORDER}")
 
     def best_versions(self, by: str = "total_accuracy", *, higher_is_better: bool = True) -> Relation:
-        """Per job, the best succeeded version by any numeric column of version_summary (tie-break
-        as in the best_versions view: the newest version wins)."""
+        """Per job (a v1 job, or a v2 job: its own only run), the best succeeded run by any numeric
+        column of version_summary (tie-break as in the best_versions view: the newest version wins)."""
         columns = {c.name: c for c in analysis.VERSION_SUMMARY.columns}
         if by not in columns or columns[by].duckdb_type not in ("DOUBLE", "BIGINT", "INTEGER"):
             numeric = [n for n, c in columns.items() if c.duckdb_type in ("DOUBLE", "BIGINT", "INTEGER")]
             raise WarehouseError(f"cannot rank by {by!r}: use a numeric column of version_summary, "
                                  f"e.g. {', '.join(numeric[3:12])}")
         order = "DESC" if higher_is_better else "ASC"
-        return Relation(self, f"""SELECT *, count(*) OVER (PARTITION BY project_id, job_id) AS candidates
+        job = analysis.JOB_PARTITION
+        return Relation(self, f"""SELECT *, count(*) OVER (PARTITION BY {job}) AS candidates
 FROM version_summary WHERE status_category = 'succeeded' AND "{by}" IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY project_id, job_id
+QUALIFY row_number() OVER (PARTITION BY {job}
                            ORDER BY "{by}" {order}, create_time DESC NULLS LAST, version_id DESC) = 1
-ORDER BY project_id, job_id""")
+ORDER BY {job}""")
 
     def plot_utilisation(self, job_id: int, version_id: int, *, project_id: str | None = None):
         """A matplotlib figure of one version's utilisation over time (see warehouse.plots)."""

@@ -58,8 +58,8 @@ def utilisation_figure(con: duckdb.DuckDBPyConnection, job_id: int, version_id: 
     """One version's cpu, memory, GPU and GPU-memory use over the minutes since it started."""
     where = "job_id = ? AND version_id = ?" + (" AND project_id = ?" if project_id else "")
     params = [job_id, version_id] + ([project_id] if project_id else [])
-    series = _series(con, f"SELECT project_id, job_id, version_id FROM job_versions WHERE {where}", params,
-                     tuple(CURVE_METRICS))
+    series = _series(con, f"SELECT project_id, api_version, run_id FROM runs WHERE api_version = 'v1' AND {where}",
+                     params, tuple(CURVE_METRICS))
     name = con.execute(f"SELECT any_value(job_name || ' / ' || coalesce(version_name, '?')) FROM job_versions "
                        f"WHERE {where}", params).fetchone()[0]
     fig = _figure()
@@ -78,15 +78,18 @@ def utilisation_figure(con: duckdb.DuckDBPyConnection, job_id: int, version_id: 
     return fig
 
 
-def _series(con: duckdb.DuckDBPyConnection, versions_sql: str, params: list, metrics: tuple[str, ...]) -> dict:
-    """{(version key, metric): (interval in minutes, samples)} for the versions the query selects,
-    read from the stored arrays: unnesting every sample through metric_history to draw a few
-    curves would cost seconds on a large lake."""
-    rows = con.execute(f"""SELECT s.project_id, s.job_id, s.version_id, s.metric, {INTERVAL_MINUTES_SQL}, s.samples
-        FROM system_metric_series s JOIN job_versions v USING (project_id, job_id, version_id)
-        WHERE (s.project_id, s.job_id, s.version_id) IN ({versions_sql})
-          AND s.metric IN ({', '.join('?' * len(metrics))})""", params + list(metrics)).fetchall()
-    return {((p, j, v), metric): (interval, samples) for p, j, v, metric, interval, samples in rows}
+def _series(con: duckdb.DuckDBPyConnection, runs_sql: str, params: list, metrics: tuple[str, ...]) -> dict:
+    """{((project_id, api_version, run_id), metric): (interval in minutes, samples)} for the runs the
+    query selects, read from the stored arrays (a v2 job's first task): unnesting every sample
+    through metric_history to draw a few curves would cost seconds on a large lake."""
+    rows = con.execute(f"""SELECT s.project_id, s.api_version, s.run_id, s.metric, {INTERVAL_MINUTES_SQL},
+               list_transform(s.samples, lambda x: coalesce(x, 'NaN'::DOUBLE))
+        FROM run_metric_series s JOIN runs v USING (project_id, api_version, run_id)
+        WHERE (s.project_id, s.api_version, s.run_id) IN ({runs_sql})
+          AND s.metric IN ({', '.join('?' * len(metrics))})
+        QUALIFY row_number() OVER (PARTITION BY s.project_id, s.api_version, s.run_id, s.metric
+                                   ORDER BY s.task NULLS FIRST) = 1""", params + list(metrics)).fetchall()
+    return {((p, a, r), metric): (interval, samples) for p, a, r, metric, interval, samples in rows}
 
 
 @contextmanager
@@ -142,10 +145,12 @@ def gpu_util_distribution(con: duckdb.DuckDBPyConnection):
 
 
 def underused_jobs(con: duckdb.DuckDBPyConnection, top: int = 10) -> list[tuple]:
-    """(project_id, job_id, job_name, gpu_hours, gpu_hours_under_20), most under-used GPU-hours first."""
-    return con.execute("SELECT project_id, job_id, any_value(job_name), sum(gpu_hours), sum(gpu_hours_under_20) "
-                       "FROM version_summary WHERE gpu_hours_under_20 > 0 GROUP BY project_id, job_id "
-                       "ORDER BY 5 DESC, 2 LIMIT ?", [top]).fetchall()
+    """(project_id, job id, job_name, gpu_hours, gpu_hours_under_20), most under-used GPU-hours first;
+    the job id is v1's job_id, or v2's training job UUID."""
+    return con.execute("SELECT project_id, coalesce(CAST(job_id AS VARCHAR), training_job_id), any_value(job_name), "
+                       "sum(gpu_hours), sum(gpu_hours_under_20) FROM version_summary WHERE gpu_hours_under_20 > 0 "
+                       "GROUP BY project_id, api_version, job_id, training_job_id "
+                       "ORDER BY 5 DESC, api_version, job_id, training_job_id LIMIT ?", [top]).fetchall()
 
 
 def underused_chart(rows: list[tuple]):
@@ -167,16 +172,16 @@ def underused_chart(rows: list[tuple]):
 
 def top_run_curves(con: duckdb.DuckDBPyConnection, top: int = 5):
     """GPU utilisation over time of the runs that used the most GPU-hours."""
-    runs = con.execute("SELECT project_id, job_id, version_id, job_name FROM version_summary "
-                       "WHERE gpu_util_samples > 0 AND gpu_hours > 0 ORDER BY gpu_hours DESC, version_id LIMIT ?",
-                       [top]).fetchall()
+    runs = con.execute("SELECT project_id, api_version, run_id, job_name, version_id FROM version_summary "
+                       "WHERE gpu_util_samples > 0 AND gpu_hours > 0 "
+                       "ORDER BY gpu_hours DESC, api_version, version_id, run_id LIMIT ?", [top]).fetchall()
     fig = _figure()
     ax = fig.add_subplot()
     ax.set_title(f"GPU utilisation over time, the {top} runs with the most GPU-hours", fontsize=10)
     if not runs:
         _empty(ax, "no GPU runs with utilisation samples")
         return fig
-    names = {(p, j, v): f"{name} v{v}" for p, j, v, name in runs}
+    names = {(p, a, r): f"{name} v{v}" if a == "v1" else f"{name} (v2)" for p, a, r, name, v in runs}
     keys = " UNION ALL ".join("SELECT ?, ?, ?" for _ in runs)
     series = _series(con, keys, [x for key in names for x in key], ("gpuUtil",))
     for key, label in names.items():

@@ -20,13 +20,15 @@ td:first-child,th:first-child{text-align:left}.figures td{text-align:left}"""
 
 
 def headline(con) -> dict:
-    """The numbers at the top of the report (and of the Dagster summary)."""
-    row = con.execute("""SELECT count(*), count(*) FILTER (WHERE status_category = 'succeeded'),
+    """The numbers at the top of the report (and of the Dagster summary): runs of both API generations."""
+    row = con.execute("""SELECT count(*), count(*) FILTER (WHERE api_version = 'v1'),
+           count(*) FILTER (WHERE api_version = 'v2'), count(*) FILTER (WHERE status_category = 'succeeded'),
            count(*) FILTER (WHERE status_category = 'failed'), count(*) FILTER (WHERE status_category = 'running'),
            coalesce(sum(gpu_hours), 0), coalesce(sum(gpu_hours_under_20), 0),
            sum(gpu_hours * gpu_util_avg) / nullif(sum(gpu_hours) FILTER (WHERE gpu_util_avg IS NOT NULL), 0)
     FROM version_summary""").fetchone()
-    keys = ("versions", "succeeded", "failed", "running", "gpu_hours", "gpu_hours_under_20", "avg_gpu_util")
+    keys = ("runs", "v1_versions", "v2_jobs", "succeeded", "failed", "running", "gpu_hours", "gpu_hours_under_20",
+            "avg_gpu_util")
     return dict(zip(keys, row))
 
 

@@ -49,5 +49,19 @@ PHASES: tuple[str, ...] = ("Creating", "Pending", "Running", "Failed", "Complete
                            "Abnormal")
 
 
+# The same five categories for v2 phases: Abnormal (the job never ran) counts as failed, Terminated
+# (stopped by a user) as stopped, every phase that can still change as running.
+PHASE_CATEGORIES: dict[str, frozenset[str]] = {
+    "succeeded": frozenset({"Completed"}),
+    "failed": frozenset({"Failed", "Abnormal"}),
+    "stopped": frozenset({"Terminated"}),
+    "running": frozenset({"Creating", "Pending", "Running", "Terminating"}),
+}
+
+
 def is_final_phase(phase: str | None) -> bool:
     return phase in FINAL_PHASES
+
+
+def phase_category(phase: str | None) -> str:
+    return next((name for name, phases in PHASE_CATEGORIES.items() if phase in phases), "other")
