@@ -25,14 +25,15 @@ from assets.tables import TABLE_NAMES, derive_tables  # noqa: E402
 from pipelines.modelarts.simulator import SimulatorServer, TransientFaults, World  # noqa: E402
 from pipelines.partitions import project_partitions  # noqa: E402
 from pipelines.resources import ModelArtsResource, WarehouseResource  # noqa: E402
-from warehouse import connect, schema  # noqa: E402
+from warehouse import connect, schema, schema_v2  # noqa: E402
 from warehouse.store import Warehouse  # noqa: E402
 
 PROJECTS = ["proj-a", "proj-b"]
 TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
 EVERYTHING = [raw_payloads, derive_tables, version_summary, parquet_export, *ALL_CHECKS]  # what the sync job runs
-CHECK_COUNT = 31 + 2 * 11  # v1's 31; unique_key and columns_match_contract on the 11 v2 and unified tables
+V2_ASSETS = len(schema_v2.ALL) - 1 + 2  # every v2 table but the series (shown as its samples), runs, run_parameters
+CHECK_COUNT = 31 + 2 * V2_ASSETS  # v1's 31; unique_key and columns_match_contract on each of those
 EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
 

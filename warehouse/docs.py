@@ -42,11 +42,12 @@ def render_tables_markdown() -> str:
     lines += [
         "## `parameters_wide`",
         "",
-        "One row per version (`project_id`, `job_id`, `version_id`), then one column per parameter label. "
-        "Not a view: its columns are the labels in the data, and a view's columns are fixed when it is made. "
+        "One row per run of either API generation (`project_id`, `api_version`, `run_id`, then `job_id`, "
+        "`version_id`, `training_job_id`), then one column per parameter name (v1 label, v2 name). "
+        "Not a view: its columns are the names in the data, and a view's columns are fixed when it is made. "
         "`dataset(folder).parameters_wide()` (text values) or `.parameters_wide(numeric=True)` "
         "(`value_number`) pivots on demand, at the dataset's snapshot; in SQL: "
-        "`PIVOT parameters ON label USING first(value) GROUP BY project_id, job_id, version_id`.",
+        "`PIVOT run_parameters ON name USING first(value) GROUP BY project_id, api_version, run_id`.",
         "",
     ]
     return "\n".join(lines)
