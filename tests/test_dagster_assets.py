@@ -120,11 +120,13 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
 
         # structural checks pass; the faults injected show as WARN, not as errors
         evaluations = checks(result)
-        assert len(evaluations) == 31
+        assert len(evaluations) == 20  # quality and columns_match_contract, on raw_payloads and the nine tables
         failed = {k for k, e in evaluations.items() if not e.passed}
-        assert failed == {("rejected_payloads", "no_new_rejections"), ("field_issues", "no_new_unknown_fields")}
+        assert failed == {("rejected_payloads", "quality"), ("field_issues", "quality")}
         assert all(evaluations[k].severity == dg.AssetCheckSeverity.WARN for k in failed)
-        assert evaluations[("rejected_payloads", "no_new_rejections")].metadata["bad_rows"].value == len(rejected)
+        assert evaluations[("rejected_payloads", "quality")].metadata["rules"].value == {
+            "unique_key": 0, "no_new_rejections": len(rejected)}
+        assert evaluations[("field_issues", "quality")].metadata["rules"].value["no_new_unknown_fields"] > 0
 
         # the metadata names the snapshot it was read at, and that snapshot still gives the same count
         snapshot = metadata(result, "job_versions")["snapshot_id"]
@@ -166,7 +168,7 @@ def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resou
 
     new_rejections = {k for k in new_or_changed
                       if any(REJECTING_FAULTS & set(t.faults) for t in truth if (t.job_id, t.version_id) == k)}
-    evaluation = checks(result)[("rejected_payloads", "no_new_rejections")]
+    evaluation = checks(result)[("rejected_payloads", "quality")]
     assert evaluation.passed == (not new_rejections)
     assert metadata(result, "rejected_payloads")["rejected_in_run"] == len(new_rejections)
 
@@ -192,17 +194,23 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
                             instance=instance, raise_on_error=False)
     assert not result.success
-    assert len(checks(result)) == 31
+    assert len(checks(result)) == 20
     failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
     assert set(failed) == {
-        ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
-        ("system_metric_samples", "no_negative_samples"), ("system_metric_samples", "unique_key"),
-        ("data_sources", "columns_match_contract"), ("jobs", "columns_match_contract"),
+        ("parameters", "quality"), ("volumes", "quality"), ("class_metrics", "quality"),
+        ("system_metric_samples", "quality"), ("data_sources", "columns_match_contract"),
+        ("jobs", "columns_match_contract"),
     }
+    failed_rules = {k[0]: {r for r, bad in e.metadata["rules"].value.items() if bad}
+                    for k, e in failed.items() if k[1] == "quality"}
+    assert failed_rules == {"parameters": {"unique_key"}, "volumes": {"has_version"},
+                            "class_metrics": {"class_metrics_in_unit_interval"},
+                            "system_metric_samples": {"no_negative_samples", "unique_key"}}
+    assert "has_version" in failed[("volumes", "quality")].description
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
     assert failed[("jobs", "columns_match_contract")].metadata["detail"].value == {"missing": ["job_desc"]}
-    assert failed[("volumes", "has_version")].metadata["samples"].value == [
-        {"project_id": project, "job_id": 1, "version_id": 2}]
+    assert failed[("volumes", "quality")].metadata["samples"].value == {
+        "has_version": [{"project_id": project, "job_id": 1, "version_id": 2}]}
 
 
 def test_secrets_reach_the_resource_only_as_environment_variable_references():
@@ -234,7 +242,7 @@ def test_checks_read_while_a_writer_holds_the_lock(sim, resources, instance):
     with Warehouse(resources["warehouse"].folder, lock_timeout=0):
         result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.all_asset_checks(), resources=resources,
                                 instance=instance)
-    assert result.success and len(result.get_asset_check_evaluations()) == 31
+    assert result.success and len(result.get_asset_check_evaluations()) == 20
 
 
 def test_export_after_sync_is_off_by_default_and_does_nothing(sim, resources, instance, tmp_path):
@@ -315,7 +323,7 @@ def test_a_failing_error_check_blocks_the_export_downstream(sim, resources, inst
     result = dg.materialize(EVERYTHING, partition_key=PROJECTS[0], resources=resources, instance=instance,
                             raise_on_error=False)
     assert not result.success
-    assert not checks(result)[("parameters", "unique_key")].passed
+    assert not checks(result)[("parameters", "quality")].passed
     assert not materialized(result, "parquet_export")
     assert not any(e.is_step_success and e.step_key == "modelarts__parquet_export" for e in result.all_events)
 
@@ -334,9 +342,10 @@ def test_one_table_materializes_alone_and_reports_only_itself(sim, resources, in
 
 def test_one_check_executes_alone_against_what_is_stored(sim, resources, instance):
     materialize(PROJECTS[0], resources, instance)
-    check = dg.AssetCheckKey(key("volumes"), "has_version")
+    check = dg.AssetCheckKey(key("volumes"), "quality")
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.checks(check), resources=resources,
                             instance=instance)
-    assert list(checks(result)) == [("volumes", "has_version")]
+    assert list(checks(result)) == [("volumes", "quality")]
     assert result.get_asset_materialization_events() == []
-    assert checks(result)[("volumes", "has_version")].passed
+    assert checks(result)[("volumes", "quality")].passed
+    assert checks(result)[("volumes", "quality")].metadata["rules"].value == {"unique_key": 0, "has_version": 0}
