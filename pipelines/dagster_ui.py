@@ -33,6 +33,7 @@ mutation Launch($params: ExecutionParams!) {
   }
 }"""
 RUN = "query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
+RUN_TIMES = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { creationTime startTime endTime } } }"
 ACTIVE_RUNS = """
 query { runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) {
   ... on Runs { results { runId } } } }"""
@@ -128,6 +129,10 @@ class DagsterUI:
         if answer["__typename"] != "LaunchRunSuccess":
             raise DagsterUIError(f"launch refused: {answer}")
         return answer["run"]["runId"]
+
+    def run_times(self, run_id: str) -> dict[str, float]:
+        """creationTime (launched), startTime (its worker began), endTime, as Unix seconds."""
+        return self.query(RUN_TIMES, {"id": run_id})["runOrError"]
 
     def wait_run(self, run_id: str, timeout: float = 180) -> str:
         deadline = time.monotonic() + timeout

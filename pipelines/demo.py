@@ -121,14 +121,20 @@ def sync_line(result) -> str:
             f"retried {raw['requests_retried']}, not fetched {raw['versions_not_fetched']}")
 
 
+def _named(evaluation) -> str:
+    """`field_issues quality: 2 versions with new unknown fields (no_new_unknown_fields)`"""
+    name = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
+    return f"{name}: {evaluation.description}" if evaluation.description else name
+
+
 def checks_line(result) -> str:
     evaluations = result.get_asset_check_evaluations()
     passed = sum(e.passed for e in evaluations)
-    warned = sorted({e.check_name for e in evaluations if not e.passed and e.severity.value == "WARN"})
-    failed = sorted({e.check_name for e in evaluations if not e.passed and e.severity.value != "WARN"})
+    warned = sorted(_named(e) for e in evaluations if not e.passed and e.severity.value == "WARN")
+    failed = sorted(_named(e) for e in evaluations if not e.passed and e.severity.value != "WARN")
     text = f"asset checks: {passed} passed"
-    text += f", {len(warned)} warned ({', '.join(warned)})" if warned else ", 0 warned"
-    text += f", {len(failed)} failed ({', '.join(failed)})" if failed else ", 0 failed"
+    text += f", {len(warned)} warned ({'; '.join(warned)})" if warned else ", 0 warned"
+    text += f", {len(failed)} failed ({'; '.join(failed)})" if failed else ", 0 failed"
     return text
 
 

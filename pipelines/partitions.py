@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from pipelines.modelarts.simulator import DEFAULT_PROJECT_ID
+from pipelines.modelarts import DEMO_PROJECT_ID
 from warehouse.store import validate_project_id
 
 PROJECT_IDS_ENV = "MODELARTS_PROJECT_IDS"
@@ -29,9 +29,9 @@ PROJECT_ID_ENV = "MODELARTS_PROJECT_ID"
 
 def project_ids_from_env(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The configured projects, validated now so a typo fails at load time, not at 3 a.m."""
-    raw = environ.get(PROJECT_IDS_ENV) or environ.get(PROJECT_ID_ENV) or DEFAULT_PROJECT_ID
+    raw = environ.get(PROJECT_IDS_ENV) or environ.get(PROJECT_ID_ENV) or DEMO_PROJECT_ID
     ids = [validate_project_id(p) for p in raw.replace(",", " ").split()]  # commas or spaces, as the CLI takes
-    return list(dict.fromkeys(ids)) or [DEFAULT_PROJECT_ID]
+    return list(dict.fromkeys(ids)) or [DEMO_PROJECT_ID]
 
 
 project_partitions = dg.StaticPartitionsDefinition(project_ids_from_env())

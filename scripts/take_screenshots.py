@@ -27,7 +27,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PAGES = {
     "dagster-asset-graph.png": "/locations/modelarts_etl/asset-groups/tables/lineage",
     "dagster-table-job-versions.png": "/assets/modelarts/job_versions",
-    "dagster-check-unique-key.png": "/assets/modelarts/job_versions?view=checks&checkDetail=unique_key",
+    "dagster-check-quality.png": "/assets/modelarts/job_versions?view=checks&checkDetail=quality",
     "dagster-version-summary.png": "/assets/modelarts/version_summary?view=events",
 }
 SETTLE_S = 8  # the UI renders from GraphQL after the page loads

@@ -23,6 +23,16 @@ def seed_bytes() -> bytes:
 
 
 @pytest.fixture
+def environment_restored():
+    """For tests that point os.environ at their lake (readers need the S3 keys): put it back after,
+    or the next test file on this xdist worker would write to a PostgreSQL that is gone."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def wh_dir(tmp_path) -> Path:
     return tmp_path / "wh"
 

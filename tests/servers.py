@@ -24,14 +24,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipelines.dagster_ui import free_port
+
 REQUIRE_ENV = "MODELARTS_REQUIRE_SERVERS"
 WEED = Path(sys.executable).parent / "weed"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weed_port() -> int:
@@ -97,7 +93,8 @@ def seaweedfs(bucket: str = "lake") -> Iterator[str]:
     s3 = _weed_port()
     ports = {"-s3.port": s3, "-master.port": _weed_port(), "-volume.port": _weed_port(), "-filer.port": _weed_port()}
     cmd = [str(WEED), "server", f"-dir={tmp}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           "-volume.max=5", *(f"{k}={v}" for k, v in ports.items())]
+           "-volume.max=5", *(f"{k}={v}" for k, v in ports.items()),
+           "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fixed ports by default (8181, 9101): two servers would clash
     with open(tmp / "weed.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import dagster as dg  # noqa: E402
 
-from assets.checks import ALL_CHECKS  # noqa: E402
+from assets.checks import ALL_CHECKS, ROW_RULES  # noqa: E402
 from assets.conventions import key  # noqa: E402
 from assets.export import parquet_export  # noqa: E402
 from assets.extract import raw_payloads  # noqa: E402
@@ -33,7 +33,7 @@ TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
 EVERYTHING = [raw_payloads, derive_tables, version_summary, parquet_export, *ALL_CHECKS]  # what the sync job runs
 V2_ASSETS = len(schema_v2.ALL) - 1 + 2  # every v2 table but the series (shown as its samples), runs, run_parameters
-CHECK_COUNT = 31 + 2 * V2_ASSETS  # v1's 31; unique_key and columns_match_contract on each of those
+CHECK_COUNT = 2 * (1 + 9 + V2_ASSETS)  # quality and columns_match_contract on raw_payloads and every table
 EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
 
@@ -85,6 +85,12 @@ def checks(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
     return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
 
 
+def rule_counts(evaluation: dg.AssetCheckEvaluation) -> dict[str, int]:
+    """A quality check's metadata: one entry per rule of its table, the rows breaking it."""
+    rules = {rule.name for rule in ROW_RULES}
+    return {k: v.value for k, v in evaluation.metadata.items() if k in rules}
+
+
 def db(resources) -> duckdb.DuckDBPyConnection:
     return connect(resources["warehouse"].folder)
 
@@ -125,9 +131,11 @@ def test_two_partitions_materialize_every_table_with_metadata_and_checks(sim, re
         evaluations = checks(result)
         assert len(evaluations) == CHECK_COUNT
         failed = {k for k, e in evaluations.items() if not e.passed}
-        assert failed == {("rejected_payloads", "no_new_rejections"), ("field_issues", "no_new_unknown_fields")}
+        assert failed == {("rejected_payloads", "quality"), ("field_issues", "quality")}
         assert all(evaluations[k].severity == dg.AssetCheckSeverity.WARN for k in failed)
-        assert evaluations[("rejected_payloads", "no_new_rejections")].metadata["bad_rows"].value == len(rejected)
+        assert rule_counts(evaluations[("rejected_payloads", "quality")]) == {
+            "unique_key": 0, "no_new_rejections": len(rejected)}
+        assert rule_counts(evaluations[("field_issues", "quality")])["no_new_unknown_fields"] > 0
 
         # the metadata names the snapshot it was read at, and that snapshot still gives the same count
         snapshot = metadata(result, "job_versions")["snapshot_id"]
@@ -169,7 +177,7 @@ def test_second_sync_is_incremental_and_warns_only_about_new_problems(sim, resou
 
     new_rejections = {k for k in new_or_changed
                       if any(REJECTING_FAULTS & set(t.faults) for t in truth if (t.job_id, t.version_id) == k)}
-    evaluation = checks(result)[("rejected_payloads", "no_new_rejections")]
+    evaluation = checks(result)[("rejected_payloads", "quality")]
     assert evaluation.passed == (not new_rejections)
     assert metadata(result, "rejected_payloads")["rejected_in_run"] == len(new_rejections)
 
@@ -198,15 +206,21 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
     assert len(checks(result)) == CHECK_COUNT
     failed = {k: e for k, e in checks(result).items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR}
     assert set(failed) == {
-        ("parameters", "unique_key"), ("volumes", "has_version"), ("class_metrics", "class_metrics_in_unit_interval"),
-        ("system_metric_samples", "no_negative_samples"), ("system_metric_samples", "unique_key"),
-        ("data_sources", "columns_match_contract"), ("jobs", "columns_match_contract"),
-        ("run_parameters", "unique_key"),  # the unified view over parameters shows its duplicate too
+        ("parameters", "quality"), ("volumes", "quality"), ("class_metrics", "quality"),
+        ("system_metric_samples", "quality"), ("data_sources", "columns_match_contract"),
+        ("jobs", "columns_match_contract"),
+        ("run_parameters", "quality"),  # the unified view over parameters shows its duplicate too
     }
+    failed_rules = {k[0]: {r for r, bad in rule_counts(e).items() if bad}
+                    for k, e in failed.items() if k[1] == "quality"}
+    assert failed_rules == {"parameters": {"unique_key"}, "volumes": {"has_version"}, "run_parameters": {"unique_key"},
+                            "class_metrics": {"class_metrics_in_unit_interval"},
+                            "system_metric_samples": {"no_negative_samples", "unique_key"}}
+    assert "has_version" in failed[("volumes", "quality")].description
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
     assert failed[("jobs", "columns_match_contract")].metadata["detail"].value == {"missing": ["job_desc"]}
-    assert failed[("volumes", "has_version")].metadata["samples"].value == [
-        {"project_id": project, "job_id": 1, "version_id": 2}]
+    assert failed[("volumes", "quality")].metadata["samples"].value == {
+        "has_version": [{"project_id": project, "job_id": 1, "version_id": 2}]}
 
 
 def test_secrets_reach_the_resource_only_as_environment_variable_references():
@@ -319,7 +333,7 @@ def test_a_failing_error_check_blocks_the_export_downstream(sim, resources, inst
     result = dg.materialize(EVERYTHING, partition_key=PROJECTS[0], resources=resources, instance=instance,
                             raise_on_error=False)
     assert not result.success
-    assert not checks(result)[("parameters", "unique_key")].passed
+    assert not checks(result)[("parameters", "quality")].passed
     assert not materialized(result, "parquet_export")
     assert not any(e.is_step_success and e.step_key == "modelarts__parquet_export" for e in result.all_events)
 
@@ -338,9 +352,10 @@ def test_one_table_materializes_alone_and_reports_only_itself(sim, resources, in
 
 def test_one_check_executes_alone_against_what_is_stored(sim, resources, instance):
     materialize(PROJECTS[0], resources, instance)
-    check = dg.AssetCheckKey(key("volumes"), "has_version")
+    check = dg.AssetCheckKey(key("volumes"), "quality")
     result = dg.materialize(EVERYTHING, selection=dg.AssetSelection.checks(check), resources=resources,
                             instance=instance)
-    assert list(checks(result)) == [("volumes", "has_version")]
+    assert list(checks(result)) == [("volumes", "quality")]
     assert result.get_asset_materialization_events() == []
-    assert checks(result)[("volumes", "has_version")].passed
+    assert checks(result)[("volumes", "quality")].passed
+    assert rule_counts(checks(result)[("volumes", "quality")]) == {"unique_key": 0, "has_version": 0}

@@ -24,14 +24,8 @@ PROJECT = "proj-sched"
 TOKEN = "sched-t0k"
 
 
-@pytest.fixture(autouse=True)
-def _environment_restored():
-    """These tests point the environment at their lake (readers need the S3 keys): put it back after,
-    or the next test file on this worker would write to a PostgreSQL that is gone."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("environment_restored")
+
 
 def test_the_daemon_on_postgres_storage_fires_the_sync_schedule(tmp_path):
     with postgres() as pg_url:

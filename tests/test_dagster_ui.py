@@ -64,13 +64,13 @@ def test_one_asset_of_one_partition_materializes_alone(ui):
 
 def test_every_check_can_execute_alone_and_one_does(ui):
     checks = ui.checks(JOB_VERSIONS)
-    assert set(checks) == {"unique_key", "columns_match_contract"}
+    assert set(checks) == {"quality", "columns_match_contract"}
     assert set(checks.values()) == {"CAN_EXECUTE"}
 
-    run_id = ui.launch(checks=[(JOB_VERSIONS, "unique_key")])
+    run_id = ui.launch(checks=[(JOB_VERSIONS, "quality")])
     assert ui.wait_run(run_id) == "SUCCESS"
     executions = ui.query("""query { assetCheckExecutions(assetKey: {path: ["modelarts", "job_versions"]},
-                                    checkName: "unique_key", limit: 1) { runId evaluation { success } } }""")
+                                    checkName: "quality", limit: 1) { runId evaluation { success } } }""")
     (latest,) = executions["assetCheckExecutions"]
     assert latest["runId"] == run_id and latest["evaluation"]["success"] is True
 

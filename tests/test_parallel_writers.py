@@ -83,14 +83,8 @@ class Reader(threading.Thread):
             time.sleep(0.2)
 
 
-@pytest.fixture(autouse=True)
-def _environment_restored():
-    """These tests point the environment at their lake (readers need the S3 keys): put it back after,
-    or the next test file on this worker would write to a PostgreSQL that is gone."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("environment_restored")
+
 
 def test_four_writers_at_once_land_every_version_once_and_equal_a_serial_run(servers, tmp_path):
     world = World(projects=PROJECTS, jobs=JOBS, versions_per_job=VERSIONS_PER_JOB, seed=31, payload_fault_rate=0.05)

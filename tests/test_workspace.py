@@ -87,3 +87,13 @@ def test_two_partitions_materialized_at_once_from_the_cli_both_succeed(tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as instance:  # both runs recorded in the shared instance
         runs = instance.get_runs()
         assert sorted(r.tags.get("dagster/partition") for r in runs) == PROJECTS
+
+
+
+def test_the_code_location_never_loads_the_simulator():
+    """The simulator is a dev tool: the runtime (here, what a run worker imports) does without it."""
+    probe = "import sys, pipelines.definitions; print(sorted(m for m in sys.modules if 'simulator' in m))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -111,8 +111,9 @@ class Warehouse:
     def __init__(self, root: str | os.PathLike, *, catalog: str | None = None, data_path: str | None = None,
                  lock_timeout: float = 600, redact: bool = True, source: str = "library",
                  memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS, create: bool = True,
-                 projects: Iterable[str] | None = None):
+                 projects: Iterable[str] | None = None, connection: duckdb.DuckDBPyConnection | None = None):
         self.root = Path(root)
+        self._lent = connection  # an earlier writer's, from keep_connection(): no second attach to pay for
         self.create = create  # False: refuse a folder that is not a warehouse yet
         self.redact = redact
         self.source = source
@@ -175,6 +176,9 @@ class Warehouse:
     def _attached(self) -> duckdb.DuckDBPyConnection:
         """A connection with the lake attached. Writers opening a new shared catalog at the same moment
         race to create DuckLake's own tables; the losers find them made when they try again."""
+        if self._lent is not None:
+            con, self._lent = self._lent, None
+            return con
         for attempt in range(3):
             con = lake.new_connection(**self._settings)
             try:
@@ -237,13 +241,24 @@ class Warehouse:
         except duckdb.Error:
             return not self._opened  # interrupted while making the catalog: nothing can have landed
 
+    def keep_connection(self) -> duckdb.DuckDBPyConnection:
+        """Hand this writer's connection, lake attached, to the caller instead of closing it.
+
+        For a process that opens writer after writer on one lake (a Dagster run's steps):
+        attaching costs ~0.5 s a time. The caller passes it to the next writer as
+        `connection=`, or reads on a cursor of it (it sees each new snapshot), and closes it.
+        """
+        con, self.con = self.con, None
+        return con
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        for con in (self.con, self._lent):  # a lent connection never used: the open failed before it
+            if con is not None:
+                con.close()
+        self.con = self._lent = None
         self._lock.release()
 
     # -- reading what is stored --------------------------------------------------

@@ -21,7 +21,6 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 LOCK_FILE = ".writer.lock"
-HOLDER_FILE = LOCK_FILE + ".holder"
 log = logging.getLogger("warehouse")
 
 

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 
 import orjson
 
+from pipelines.modelarts import DEMO_PROJECT_ID
 from warehouse.statuses import FINAL_STATUSES
 
 # Old-version training ran until 2023-06-30; jobs are spread over the years before.
 EPOCH_START_MS = 1_546_300_800_000  # 2019-01-01
 EPOCH_END_MS = 1_688_083_200_000  # 2023-06-30
-DEFAULT_PROJECT_ID = "0b1f5c8a3e7d4a2b9c6e0f1a2b3c4d5e"
+DEFAULT_PROJECT_ID = DEMO_PROJECT_ID
 
 # (engine_type, engine_name, engine_id, engine versions) as seen across editions of the docs
 ENGINES = (
