@@ -99,7 +99,8 @@ def test_a_multi_task_job_has_a_metric_stats_row_per_task(both):
 
 def test_a_completed_v2_job_is_its_own_best_run(both):
     root, world, v2 = both
-    best = {(r["api_version"], r["job_id"], r["training_job_id"]): r for r in dicts(root, "SELECT * FROM best_versions")}
+    best = {(r["api_version"], r["job_id"], r["training_job_id"]): r
+            for r in dicts(root, "SELECT * FROM best_versions")}
     completed = {t.job_id for t in v2.truth() if t.phase == "Completed"}
     assert completed and {k[2] for k in best if k[0] == "v2"} == completed
     for job_id in completed:

@@ -41,8 +41,10 @@ def _status_category_sql() -> str:
 
 # v1's `system_metric_interval` as minutes; v2 sends none (documented: one sample a minute)
 INTERVAL_MINUTES_SQL = f"coalesce(try_cast(metric_interval AS DOUBLE), {DEFAULT_INTERVAL_MINUTES})"
-SUCCEEDED_SQL = (f"((api_version = 'v1' AND status_code IN ({', '.join(map(str, sorted(STATUS_CATEGORIES['succeeded'])))}))"
-                 f" OR (api_version = 'v2' AND status IN ({', '.join(map(repr, sorted(PHASE_CATEGORIES['succeeded'])))})))")
+_SUCCEEDED_CODES = ", ".join(map(str, sorted(STATUS_CATEGORIES["succeeded"])))
+_SUCCEEDED_PHASES = ", ".join(map(repr, sorted(PHASE_CATEGORIES["succeeded"])))
+SUCCEEDED_SQL = (f"((api_version = 'v1' AND status_code IN ({_SUCCEEDED_CODES})) "
+                 f"OR (api_version = 'v2' AND status IN ({_SUCCEEDED_PHASES})))")
 
 _SERIES_STATS_SQL = """len(samples) AS samples, list_avg(samples) AS avg,
        list_aggregate(samples, 'quantile_cont', 0.5) AS p50, list_aggregate(samples, 'quantile_cont', 0.95) AS p95,
@@ -300,7 +302,8 @@ UTILISATION_DAILY = Table(
     ),
     ("day", "project_id", "api_version", "engine_name", "spec_code"),
     version_scoped=False,
-    view_sql="""SELECT CAST(timezone('UTC', start_time) AS DATE) AS day, project_id, api_version, engine_name, spec_code,
+    view_sql="""SELECT CAST(timezone('UTC', start_time) AS DATE) AS day, project_id, api_version, engine_name,
+       spec_code,
        count(*) AS runs, count(*) FILTER (WHERE gpus > 0) AS gpu_runs, coalesce(sum(gpu_hours), 0) AS gpu_hours,
        sum(gpu_hours * gpu_util_avg) / nullif(sum(gpu_hours) FILTER (WHERE gpu_util_avg IS NOT NULL), 0)
            AS avg_gpu_util,
