@@ -13,6 +13,7 @@ import pytest
 
 from conftest import rows
 from test_crash import stable_snapshot
+from pipelines.modelarts.simulator import SimulatorServer, World
 from warehouse import connect, load
 from warehouse_world import cli, ingest, one_line_error, write_corpus
 
@@ -72,3 +73,24 @@ def test_a_read_only_warehouse_is_read_and_writers_say_so_in_one_line(corpus, tm
         assert "read-only" in line and "readers" in line, (command, line)
     con = connect(wh)
     con.close()
+
+
+def test_disk_full_during_sync_is_one_line_and_the_next_sync_after_it_grows_has_every_version(tmp_path, mounts):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk))
+    mounts.append(disk)
+    wh, token = disk / "wh", "disk-t0k"
+    world = World(jobs=30, versions_per_job=(2, 4), seed=8)
+    sync = ("sync", "--project-id", world.project_ids[0], "--warehouse", str(wh), "--rate", "0")
+    with SimulatorServer(world, token=token) as sim:
+        env = {"MODELARTS_TOKEN": token, "MODELARTS_ENDPOINT": sim.url}
+        line = one_line_error(cli(*sync, env=env))
+        assert "disk is full" in line and "run the same command again" in line
+        _mount("-o", "remount,size=64m", str(disk))
+        done = cli(*sync, env=env)
+    assert done.returncode == 0, done.stderr
+    truth = {(t.job_id, t.version_id) for t in world.truth(world.project_ids[0])}
+    assert set(rows(wh, "SELECT job_id, version_id FROM job_versions")) == truth
+    assert rows(wh, "SELECT count(*) FROM (SELECT payload_sha256 FROM raw_payloads GROUP BY ALL HAVING count(*) > 1)"
+                ) == [(0,)]

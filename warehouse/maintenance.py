@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from warehouse import lake
+from warehouse import lake, progress
 from warehouse.store import LoadReport, WarehouseError, transaction, new_load_id
 
 if TYPE_CHECKING:
@@ -104,26 +104,10 @@ def _compact(wh: "Warehouse", load_id: str, function: str, options: str = "") ->
     return sum(row[2] for row in done)
 
 
-def _newest_marks(con) -> set[int]:
-    """The snapshots that say how far derivation has got (progress.py): the newest unscoped mark, and
-    per project the newest scoped mark after it. Expiring one would make its bodies look underived."""
-    marks = con.execute("SELECT snapshot_id, raw_through, scope FROM loads WHERE raw_through IS NOT NULL "
-                        "ORDER BY snapshot_id DESC").fetchall()
-    keep, seen = set(), set()
-    for snapshot_id, _, scope in marks:
-        if scope is None:
-            keep.add(snapshot_id)
-            break
-        if set(scope) - seen:
-            keep.add(snapshot_id)
-            seen |= set(scope)
-    return keep
-
-
 def _expire(con, cutoff: datetime) -> int:
     """Expire the snapshots older than `cutoff`, except the ones the writer and readers rely on."""
     keep = {con.execute(f"SELECT id FROM {lake.ALIAS}.current_snapshot()").fetchone()[0]}
-    keep |= _newest_marks(con)
+    keep |= progress.mark_snapshots(con)
     old = [sid for (sid,) in con.execute(
         f"SELECT snapshot_id FROM ducklake_snapshots('{lake.ALIAS}') WHERE snapshot_time < ? ORDER BY 1",
         [cutoff]).fetchall() if sid not in keep]

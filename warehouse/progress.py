@@ -54,3 +54,20 @@ def derived_through(con: duckdb.DuckDBPyConnection, raw: str) -> int:
         return int(first_pending) - 1
     last = con.execute(f"SELECT max(rowid) FROM {raw}").fetchone()[0]
     return -1 if last is None else int(last)
+
+
+def mark_snapshots(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The snapshots whose marks say how far derivation has got: the newest unscoped mark, and per
+    project the newest scoped mark after it. Maintenance keeps them: expiring one would make its
+    bodies look underived."""
+    marks = con.execute("SELECT snapshot_id, scope FROM loads WHERE raw_through IS NOT NULL "
+                        "ORDER BY snapshot_id DESC").fetchall()
+    keep, seen = set(), set()
+    for snapshot_id, scope in marks:
+        if scope is None:
+            keep.add(snapshot_id)
+            break
+        if set(scope) - seen:
+            keep.add(snapshot_id)
+            seen |= set(scope)
+    return keep
