@@ -29,10 +29,12 @@ from assets import quality
 from assets.conventions import key
 from assets.errors import user_errors
 from assets.loads import latest_load_ids
-from assets.tables import TABLE_NAMES
+from assets.tables import TABLE_NAMES, V2_DETAIL_NAMES, V2_TABLE_NAMES
 from pipelines.resources import WarehouseResource
 
 ALL_TABLES = ("raw_payloads",) + TABLE_NAMES
+V2_CHILD_TABLES = tuple(t for t in V2_TABLE_NAMES if t != "v2_jobs")
+V2_JOB_DETAILS = tuple(t for t in V2_DETAIL_NAMES if t != "v2_job_listings")  # listed jobs need no detail
 WARN = dg.AssetCheckSeverity.WARN
 ERROR = dg.AssetCheckSeverity.ERROR
 
@@ -60,6 +62,15 @@ ROW_RULES = (
     Rule("has_version", quality.CHILD_TABLES + ("jobs",),
          "every row belongs to a version stored in job_versions (every job has a version)",
          "rows without their version", lambda con, t, p, _: quality.orphans(con, t, p)),
+    Rule("has_job", V2_CHILD_TABLES, "every row belongs to a job stored in v2_jobs",
+         "rows without their job", lambda con, t, p, _: quality.v2_orphans(con, t, p)),
+    Rule("details_unique_key", ("v2_jobs",),
+         f"no key value is stored twice in its detail tables ({', '.join(V2_DETAIL_NAMES)})",
+         "duplicated key values in detail tables",
+         lambda con, t, p, _: quality.across(V2_DETAIL_NAMES, lambda d: quality.duplicate_keys(con, d, p))),
+    Rule("details_have_job", ("v2_jobs",), "every row of its detail tables but the listings belongs to a job",
+         "detail rows without their job",
+         lambda con, t, p, _: quality.across(V2_JOB_DETAILS, lambda d: quality.v2_orphans(con, d, p))),
     Rule("class_metrics_in_unit_interval", ("class_metrics",), "recall, precision and accuracy are within [0, 1]",
          "class metrics outside [0, 1]", lambda con, t, p, _: quality.class_metrics_out_of_range(con, p)),
     Rule("no_negative_samples", ("system_metric_samples",), "no metric sample is negative",

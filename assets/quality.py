@@ -79,6 +79,27 @@ def orphans(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str | N
     return _finding(con, sql, params)
 
 
+def v2_orphans(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str | None = None) -> Finding:
+    """Rows of a v2 child table whose job is not in v2_jobs: a half-applied write."""
+    where, params = _scope(project_id, "c")
+    stored = CHECKED_AS.get(table_name, schema.TABLES[table_name]).name
+    return _finding(con, f'SELECT c.project_id, c.training_job_id FROM "{stored}" c WHERE {where} AND NOT EXISTS '
+                         "(SELECT 1 FROM v2_jobs j WHERE j.project_id = c.project_id "
+                         "AND j.training_job_id = c.training_job_id)", params)
+
+
+def across(tables: Sequence[str], score) -> Finding:
+    """One rule over several tables (a job's detail tables): the bad rows summed, samples named by table."""
+    total = Finding(0)
+    for table in tables:
+        found = score(table)
+        total.bad += found.bad
+        total.samples += [{"table": table, **row} for row in found.samples][:SAMPLE_ROWS - len(total.samples)]
+        if found.bad:
+            total.detail[table] = found.bad
+    return total
+
+
 def class_metrics_out_of_range(con: duckdb.DuckDBPyConnection, project_id: str | None = None) -> Finding:
     """Recall, precision and accuracy are fractions; anything outside [0, 1] is a parsing or source bug."""
     where, params = _scope(project_id)

@@ -3,8 +3,8 @@ and launched from the UI (`dg dev`, GraphQL, the daemon's queue, a run worker), 
 
     .venv/bin/python benchmarks/dagster_overhead.py [--rounds 3] [--ways cli,in_process,ui]
 
-Each round and each way gets a fresh simulator world (the demo's: 40 jobs, seed 7, its payload
-and transient faults) and a fresh warehouse; sync 1, the simulated clock moves 6 hours, sync 2.
+Each round and each way gets a fresh simulator world (the demo's: 40 v1 jobs and 15 v2 jobs in one
+project, seed 7, its payload and transient faults) and a fresh warehouse; sync 1, the simulated clock moves 6 hours, sync 2.
 The figure is the wall time of both syncs: for the CLI, each its own process, start to end;
 in-process, `job.execute_in_process` as `make demo` runs it (imports not counted); from the UI,
 launch to the run's end, through the queue and a run worker process (the UI's own start-up is
@@ -29,18 +29,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.dagster_ui import DagsterUI  # noqa: E402
-from pipelines.demo import ADVANCE_HOURS, DAGSTER_YAML, SIM_JOBS, SIM_SEED  # noqa: E402
+from pipelines.demo import ADVANCE_HOURS, DAGSTER_YAML, SIM_JOBS, SIM_SEED, SIM_V2_JOBS  # noqa: E402
 from pipelines.modelarts.simulator import DEFAULT_PROJECT_ID, SimulatorServer, TransientFaults, World  # noqa: E402
+from pipelines.modelarts.simulator.v2_world import V2World  # noqa: E402
 
 TOKEN = "bench-t0k"
 BIN = Path(sys.executable).parent
 
 
-def _world() -> tuple[World, TransientFaults]:
-    world = World(projects=[DEFAULT_PROJECT_ID], jobs=SIM_JOBS, seed=SIM_SEED, payload_fault_rate=0.06)
-    faults = TransientFaults(rate=0.03, kinds=("throttle", "server_error", "drop"), seed=SIM_SEED, max_per_path=1,
-                             retry_after=0)
-    return world, faults
+class Worlds:
+    """The demo's: its v1 world and faults, and its v2 jobs in the same project; advanced together."""
+
+    def __init__(self):
+        self.v1 = World(projects=[DEFAULT_PROJECT_ID], jobs=SIM_JOBS, seed=SIM_SEED, payload_fault_rate=0.06)
+        self.faults = TransientFaults(rate=0.03, kinds=("throttle", "server_error", "drop"), seed=SIM_SEED,
+                                      max_per_path=1, retry_after=0)
+        self.v2 = V2World(projects=(DEFAULT_PROJECT_ID,), jobs=SIM_V2_JOBS, seed=SIM_SEED, payload_fault_rate=0.06,
+                          secret_share=0.2)
+
+    def advance(self, seconds: float) -> None:
+        self.v1.advance(seconds)
+        self.v2.advance(seconds, new_jobs=2)
 
 
 def _env(sim_url: str, home: Path, warehouse: Path) -> dict[str, str]:
@@ -66,9 +75,9 @@ def _timed_process(cmd: list[str], env: dict) -> float:
 
 
 def two_syncs(way: str, tmp: Path) -> float:
-    world, faults = _world()
+    world = Worlds()
     home, warehouse = _home(tmp), tmp / "wh"
-    with SimulatorServer(world, token=TOKEN, faults=faults) as sim:
+    with SimulatorServer(world.v1, token=TOKEN, faults=world.faults, v2=world.v2) as sim:
         env = _env(sim.url, home, warehouse)
         if way == "ui":
             with DagsterUI(env, log=tmp / "dg-dev.log") as ui:
@@ -85,7 +94,7 @@ def two_syncs(way: str, tmp: Path) -> float:
         return total
 
 
-def _in_process_syncs(env: dict, world: World) -> float:
+def _in_process_syncs(env: dict, world: Worlds) -> float:
     """As `make demo` runs them: the job executed in this process. The definitions read their
     settings when first imported, so this way runs in a child that imports them (not timed)."""
     code = (
@@ -152,7 +161,7 @@ def main() -> None:
             figures[way].append(round_figures[way])
             ratios[way].append(round_figures[way] / round_figures["cli"])
         print(f"round {n + 1}: " + ", ".join(f"{w} {s:.1f} s" for w, s in round_figures.items()), flush=True)
-    print(f"\nthe demo's two syncs ({SIM_JOBS} jobs), median of {args.rounds} rounds:")
+    print(f"\nthe demo's two syncs ({SIM_JOBS} v1 and {SIM_V2_JOBS} v2 jobs), median of {args.rounds} rounds:")
     for way in shown:
         print(f"  {way:<12} {statistics.median(figures[way]):6.1f} s   "
               f"x{statistics.median(ratios[way]):.2f} of the CLI (range x{min(ratios[way]):.2f}-x{max(ratios[way]):.2f})")

@@ -32,7 +32,7 @@ PROJECTS = ["proj-a", "proj-b"]
 TOKEN_VAR = "TEST_SIMULATOR_TOKEN"
 REJECTING_FAULTS = {"invalid_json", "not_success"}
 EVERYTHING = [raw_payloads, derive_tables, version_summary, parquet_export, *ALL_CHECKS]  # what the sync job runs
-V2_ASSETS = len(schema_v2.ALL) - 1 + 2  # every v2 table but the series (shown as its samples), runs, run_parameters
+V2_ASSETS = 8 + 2  # v2_jobs and its seven child tables (the detail tables are reported on v2_jobs), runs, run_parameters
 CHECK_COUNT = 2 * (1 + 9 + V2_ASSETS)  # quality and columns_match_contract on raw_payloads and every table
 EXPORT_VAR = "TEST_EXPORT_PARQUET_DIR"
 
@@ -197,6 +197,12 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
         con.execute("ALTER TABLE data_sources ADD COLUMN surprise VARCHAR")
         # a view as an older version of the code would have left it: a column short
         con.execute(f"CREATE OR REPLACE VIEW jobs AS SELECT * EXCLUDE (job_desc) FROM ({schema.JOBS.view_sql})")
+        # v2: an event of a job that is not stored, and a detail row twice (of a job not stored either)
+        con.execute("INSERT INTO v2_events (project_id, training_job_id, time_text, level, source, message) "
+                    "VALUES (?, 'ghost-job', 't', 'Info', 'x', 'y')", [project])
+        for _ in range(2):
+            con.execute("INSERT INTO v2_environments (project_id, training_job_id, position, name) "
+                        "VALUES (?, 'ghost-job', 0, 'A')", [project])
 
     # the checks alone, as "Execute checks" in the UI runs them: unpartitioned, over every project.
     # ERROR checks are blocking, so the run fails (and says which checks), after scoring every one
@@ -210,12 +216,16 @@ def test_checks_fail_on_a_broken_warehouse(sim, resources, instance):
         ("system_metric_samples", "quality"), ("data_sources", "columns_match_contract"),
         ("jobs", "columns_match_contract"),
         ("run_parameters", "quality"),  # the unified view over parameters shows its duplicate too
+        ("v2_events", "quality"), ("v2_jobs", "quality"),  # the detail tables are checked on v2_jobs
     }
     failed_rules = {k[0]: {r for r, bad in rule_counts(e).items() if bad}
                     for k, e in failed.items() if k[1] == "quality"}
     assert failed_rules == {"parameters": {"unique_key"}, "volumes": {"has_version"}, "run_parameters": {"unique_key"},
                             "class_metrics": {"class_metrics_in_unit_interval"},
-                            "system_metric_samples": {"no_negative_samples", "unique_key"}}
+                            "system_metric_samples": {"no_negative_samples", "unique_key"},
+                            "v2_events": {"has_job"}, "v2_jobs": {"details_unique_key", "details_have_job"}}
+    assert failed[("v2_jobs", "quality")].metadata["detail"].value == {
+        "details_unique_key": {"v2_environments": 1}, "details_have_job": {"v2_environments": 2}}
     assert "has_version" in failed[("volumes", "quality")].description
     assert failed[("data_sources", "columns_match_contract")].metadata["detail"].value == {"unexpected": ["surprise"]}
     assert failed[("jobs", "columns_match_contract")].metadata["detail"].value == {"missing": ["job_desc"]}
