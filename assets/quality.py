@@ -121,6 +121,16 @@ def negative_samples(con: duckdb.DuckDBPyConnection, project_id: str | None = No
                          f'FROM "{series}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0', params)
 
 
+def v2_negative_samples(con: duckdb.DuckDBPyConnection, project_id: str | None = None) -> Finding:
+    """As negative_samples, over v2's series; -1 is v2's "no data" (flagged in v2_metric_samples), not a slip."""
+    where, params = _scope(project_id)
+    series = schema_v2.V2_METRIC_SERIES.name
+    return _finding(con, "SELECT * FROM (SELECT project_id, training_job_id, task, metric, "
+                         "CAST(unnest(range(len(samples))) AS INTEGER) AS sample_index, unnest(samples) AS value "
+                         f'FROM "{series}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0 AND value <> -1',
+                    params)
+
+
 def new_rejections(con: duckdb.DuckDBPyConnection, load_ids: Sequence[str]) -> Finding:
     """Payloads of these loads that could not become a version row."""
     if not load_ids:
@@ -133,16 +143,24 @@ def new_rejections(con: duckdb.DuckDBPyConnection, load_ids: Sequence[str]) -> F
     return found
 
 
-def new_unknown_fields(con: duckdb.DuckDBPyConnection, load_ids: Sequence[str]) -> Finding:
-    """Fields the contract does not know, in versions whose payload arrived in these loads: the API grew."""
-    joined = ("FROM field_issues f JOIN job_versions v USING (project_id, job_id, version_id) "
+GENERATIONS = {  # per API generation: its field issues, its row per body, and that row's key
+    "v1": ("field_issues", "job_versions", ("job_id", "version_id")),
+    "v2": ("v2_field_issues", "v2_jobs", ("training_job_id",)),
+}
+
+
+def new_unknown_fields(con: duckdb.DuckDBPyConnection, load_ids: Sequence[str], generation: str = "v1") -> Finding:
+    """Fields the contract does not know, in versions (v2: jobs) whose payload arrived in these loads: the
+    API grew."""
+    issues, rows, key = GENERATIONS[generation]
+    joined = (f"FROM {issues} f JOIN {rows} v USING (project_id, {', '.join(key)}) "
               "JOIN raw_payloads r ON r.project_id = v.project_id AND r.payload_sha256 = v.payload_sha256 "
               "WHERE f.problem = 'unknown_field' AND r.load_id IN (SELECT unnest(?::VARCHAR[]))")
     if not load_ids:
         return Finding(0)
-    found = _finding(con, f"SELECT DISTINCT f.project_id, f.job_id, f.version_id, f.table_name, f.field {joined}",
-                     [list(load_ids)])
-    found.detail = _counts(con, f"SELECT f.field, count(DISTINCT (f.job_id, f.version_id)) {joined} "
+    keys = ", ".join(f"f.{k}" for k in key)
+    found = _finding(con, f"SELECT DISTINCT f.project_id, {keys}, f.table_name, f.field {joined}", [list(load_ids)])
+    found.detail = _counts(con, f"SELECT f.field, count(DISTINCT ({keys}, NULL)) {joined} "
                                 "GROUP BY 1 ORDER BY 2 DESC LIMIT 20", load_ids)
     return found
 
