@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from warehouse.maintenance import catalog_bytes, live_files, maintain, tracked_files  # noqa: E402
-from warehouse.records import RawRecord  # noqa: E402
+from pipelines.modelarts.records import RawRecord  # noqa: E402
 from warehouse.store import Warehouse  # noqa: E402
 
 SEED = json.loads((ROOT / "tests" / "data" / "seed_example.json").read_bytes())

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from warehouse import connect
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse
 
 DATA = Path(__file__).parent / "data"

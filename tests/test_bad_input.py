@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from conftest import DATA, dicts, land, rows
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse
 
 

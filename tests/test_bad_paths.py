@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from warehouse import connect, load
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse, WarehouseError
 from warehouse_world import cli, ingest, one_line_error
 

@@ -14,7 +14,7 @@ import pytest
 from warehouse import lake
 from warehouse.conflicts import OWN_RETRIES, ConflictError, with_conflict_retries
 from warehouse.lake import LakeConfig
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse
 from tests.servers import postgres
 

@@ -26,7 +26,7 @@ from pipelines.modelarts.simulator import Hostile, SimulatorServer, World
 from pipelines.modelarts.sync import Target, sync_projects
 from test_storage import assert_every_row_is_in_parquet
 from warehouse import connect, load
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse
 
 TOKEN = "hostile-token-3c9d"

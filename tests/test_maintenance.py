@@ -13,7 +13,7 @@ import pytest
 
 from warehouse import lake, schema
 from warehouse.maintenance import _expire, maintain, parse_retention
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse, WarehouseError
 
 LOADS = 30

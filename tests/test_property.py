@@ -54,7 +54,7 @@ def corpora(draw):
     return [draw(payloads(job_id=i // 2, version_id=i)) for i in range(n)]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corpus=corpora())
 def test_child_rows_follow_list_lengths_and_reingest_is_a_no_op(corpus):
     root = Path(tempfile.mkdtemp()) / "wh"

@@ -1,7 +1,7 @@
 """kill -9 a `modelarts-etl sync` while it fetches, while it loads DuckDB and while it writes Parquet.
 
 The sync runs as a real subprocess against the simulator served by a thread of this
-test process; the failpoints (warehouse/failpoints.py, and `sync_detail_fetched` in
+test process; the failpoints (pipelines/modelarts/failpoints.py, and `sync_detail_fetched` in
 the fetch loop) make the process SIGKILL itself at an exact moment. Afterwards the
 warehouse must open, Parquet and DuckDB must agree, no version may be partly visible,
 and the next sync must end with exactly the tables of a sync that was never interrupted.

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DATA, dicts, rows
 from warehouse import schema_v2
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse
 
 JOB = "3faf5c03-aaa1-4cbe-879d-24b05d997347"

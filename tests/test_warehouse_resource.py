@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from pipelines.resources import WarehouseResource
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 from warehouse.store import Warehouse, WarehouseBusy
 
 PROJECT = "proj1"

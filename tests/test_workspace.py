@@ -90,10 +90,19 @@ def test_two_partitions_materialized_at_once_from_the_cli_both_succeed(tmp_path)
 
 
 
-def test_the_code_location_never_loads_the_simulator():
-    """The simulator is a dev tool: the runtime (here, what a run worker imports) does without it."""
-    probe = "import sys, pipelines.definitions; print(sorted(m for m in sys.modules if 'simulator' in m))"
+def _loaded(modules: str, prefixes: tuple[str, ...]) -> list[str]:
+    probe = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=_env(), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    return eval(done.stdout)
+
+
+def test_the_code_location_never_loads_the_simulator():
+    """The simulator is a dev tool: the runtime (here, what a run worker imports) does without it."""
+    assert _loaded("pipelines.definitions", ("pipelines.modelarts.simulator",)) == []
+
+
+def test_the_api_client_never_loads_storage():
+    client = "pipelines.modelarts.sync, pipelines.modelarts.v2.sync, pipelines.modelarts.auth"
+    assert _loaded(client, ("warehouse", "duckdb", "pyarrow", "dagster")) == []

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse import schema
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 
 def with_payload_ids(raw: pa.Table, raw_keys: pa.Table) -> pa.Table:
     """Raw rows keep the ids of their request; where it had none (a file), the payload's own."""

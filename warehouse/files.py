@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from warehouse.records import RawRecord, utc_now
+from pipelines.modelarts.records import RawRecord, utc_now
 
 SUFFIXES = (".json", ".jsonl")
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse import schema
-from warehouse.records import VERSION_DETAIL, RawRecord
+from pipelines.modelarts.records import VERSION_DETAIL, RawRecord
 from warehouse.redact import MASK, is_secret_label, redact_command, redact_value
 from warehouse.statuses import STATUS_NAMES, is_final
 

@@ -23,7 +23,7 @@ from warehouse.flatten import (
     _INT32, _INT64, RAW_VALUE_LIMIT, Rejection, _to_bool, _to_float, _to_int, _to_str, _to_ts_us, decode,
     json_text, parse_number, sha256_hex,
 )
-from warehouse.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS, RawRecord
+from pipelines.modelarts.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS, RawRecord
 from warehouse.redact import MASK, is_secret_label, redact_command, redact_url, redact_value
 from warehouse.statuses import is_final_phase
 

@@ -6,7 +6,8 @@ as they were. When some raw data files are damaged, the rows whose body is in th
 """
 from __future__ import annotations
 
-from warehouse import datafiles, failpoints, progress, schema, store_v2
+from pipelines.modelarts import failpoints
+from warehouse import datafiles, progress, schema, store_v2
 from warehouse.store import READABLE_RAW, LoadReport, Warehouse, WarehouseError, new_load_id, transaction
 
 

@@ -38,12 +38,13 @@ import pyarrow as pa
 import pyarrow.dataset  # noqa: F401 - DuckDB imports it when it first reads an Arrow table: done here, in one
 import pyarrow.substrait  # noqa: F401 - thread, as a Ctrl-C in the middle of that import once left its lock held
 
-from warehouse import batches, datafiles, failpoints, lake, progress, schema, store_v2, writerlock
+from pipelines.modelarts import failpoints
+from warehouse import batches, datafiles, lake, progress, schema, store_v2, writerlock
 from warehouse.conflicts import CONFLICT_RETRIES, ConflictError, with_conflict_retries
 from warehouse.flatten import FlatBatch, flatten, sha256_hex
 from warehouse.flatten_v2 import V2Batch, flatten_v2, has_v2
 from warehouse.lake import LakeConfig, LakeError
-from warehouse.records import PROJECT_ID_PATTERN, RawRecord
+from pipelines.modelarts.records import PROJECT_ID_PATTERN, RawRecord
 
 LOCK_FILE = writerlock.LOCK_FILE
 DEFAULT_BATCH_RECORDS = 2000

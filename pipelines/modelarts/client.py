@@ -42,7 +42,7 @@ from pipelines.modelarts.deadline import DeadlineAdapter, deadline
 from pipelines.modelarts.errors import ApiError, AuthError, EndpointError, ModelArtsError, ProjectError
 from pipelines.modelarts.ratelimit import RateLimiter
 from pipelines.modelarts.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from warehouse.records import JOB_LIST, PROJECT_ID_PATTERN, VERSION_DETAIL, VERSION_LIST, RawRecord, utc_now
+from pipelines.modelarts.records import JOB_LIST, PROJECT_ID_PATTERN, VERSION_DETAIL, VERSION_LIST, RawRecord, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pipelines.modelarts.client import MAX_ID, ModelArtsClient, Response, read_l
 from pipelines.modelarts.errors import FATAL_ERRORS, ApiError, ModelArtsError
 from pipelines.modelarts.plan import ListedJob, ListedVersion, job_is_settled, versions_by_job
 from pipelines.modelarts.streaming import bounded_map
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 
 MAX_PAGE = 65535  # the documented upper bound of `page`
 MAX_EMPTY_PAGES = 3  # empty pages in a row skipped over while the server's total says more exist

@@ -39,8 +39,8 @@ from pipelines.modelarts.plan import plan_fetches
 from pipelines.modelarts.retry import RetryPolicy
 from pipelines.modelarts.streaming import bounded_map
 from pipelines.modelarts.v2.sync import sync_project_v2
-from warehouse import failpoints
-from warehouse.records import RawRecord, utc_now
+from pipelines.modelarts import failpoints
+from pipelines.modelarts.records import RawRecord, utc_now
 
 Progress = Callable[[str, int, int], None]  # (project_id, versions done, versions to fetch)
 APIS = ("v1", "v2", "both", "auto")  # auto: both, skipping an API the endpoint does not serve (HTTP 404)

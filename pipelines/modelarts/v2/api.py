@@ -11,7 +11,7 @@ import orjson
 
 from pipelines.modelarts.client import ModelArtsClient, Response, project_segment
 from pipelines.modelarts.errors import ApiError
-from warehouse.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS
+from pipelines.modelarts.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TASK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

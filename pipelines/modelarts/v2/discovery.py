@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pipelines.modelarts.client import ModelArtsClient, read_list
 from pipelines.modelarts.errors import ApiError, ModelArtsError
 from pipelines.modelarts.v2 import api
-from warehouse.records import RawRecord
+from pipelines.modelarts.records import RawRecord
 
 MAX_PAGES = 100_000
 PAGE, RECORD = "page", "record"

@@ -21,8 +21,8 @@ from pipelines.modelarts.streaming import bounded_map
 from pipelines.modelarts.v2 import api
 from pipelines.modelarts.v2.discovery import Search, search_jobs
 from pipelines.modelarts.v2.plan import created_from, plan_fetches
-from warehouse import failpoints
-from warehouse.records import RawRecord
+from pipelines.modelarts import failpoints
+from pipelines.modelarts.records import RawRecord
 
 MAX_EVENT_PAGES = 1000
 
