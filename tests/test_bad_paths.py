@@ -2,10 +2,13 @@
 before landing anything leaves no empty warehouse behind."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
-from warehouse import connect, load
+from conftest import land
 from pipelines.modelarts.records import RawRecord
+from warehouse import connect, lake, load
 from warehouse.store import Warehouse, WarehouseError
 from warehouse_world import cli, ingest, one_line_error
 
@@ -67,3 +70,32 @@ def test_discard_if_empty_removes_a_new_warehouse_a_failed_sync_made(tmp_path):
     with Warehouse.open(wh) as writer:
         writer.discard_if_empty()  # what the sync command calls when its report is not ok
     assert not wh.exists()
+
+
+def test_a_catalog_left_empty_by_a_killed_first_load_is_no_warehouse_yet_and_a_writer_makes_it_one(tmp_path,
+                                                                                                    seed_bytes):
+    wh = tmp_path / "wh"
+    wh.mkdir()
+    db = sqlite3.connect(wh / "catalog.sqlite")  # what a first load killed before DuckLake made its tables leaves
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    with pytest.raises(WarehouseError, match="no warehouse at .* yet .*first load was interrupted"):
+        connect(wh)
+    land(wh, [seed_bytes])
+    with connect(wh) as con:
+        assert con.execute("SELECT count(*) FROM job_versions").fetchone()[0] == 1
+
+
+def test_python_sqlite3_never_opens_a_catalog_duckdb_may_hold_open(tmp_path, seed_bytes, monkeypatch):
+    """Two SQLite libraries in one process drop each other's POSIX locks: a reader died of SIGBUS."""
+    wh = tmp_path / "wh"
+    land(wh, [seed_bytes])  # made the catalog (in WAL mode, with Python's sqlite3: nothing else had it open)
+    opened = []
+    real = lake.sqlite3.connect
+    monkeypatch.setattr(lake.sqlite3, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    with connect(wh) as reader:
+        land(wh, [(seed_bytes, "again")])
+        with connect(wh) as second:
+            assert second.execute("SELECT count(*) FROM raw_payloads").fetchone()[0] == 2
+        assert reader.execute("SELECT count(*) FROM job_versions").fetchone()[0] == 1
+    assert opened == []

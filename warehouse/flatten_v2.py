@@ -18,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 
+from pipelines.modelarts.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS, RawRecord
 from warehouse import schema, schema_v2
 from warehouse.flatten import (
-    _INT32, _INT64, RAW_VALUE_LIMIT, Rejection, _to_bool, _to_float, _to_int, _to_str, _to_ts_us, decode,
-    json_text, parse_number, sha256_hex,
+    _INT32, RAW_VALUE_LIMIT, Rejection, _to_float, _to_int, _to_str, _to_ts_us, decode, json_text, parse_number,
+    sha256_hex,
 )
-from pipelines.modelarts.records import V2_EVENTS, V2_JOB_DETAIL, V2_JOB_SEARCH, V2_METRICS, RawRecord
+from warehouse.flatten import _typed as _v1_typed
 from warehouse.redact import MASK, is_secret_label, redact_command, redact_url, redact_value
 from warehouse.statuses import is_final_phase
 
@@ -97,27 +98,18 @@ class _Issues:
 
 
 def _typed(value, kind: str, field: str, table: str, issues: _Issues):
-    if kind == "str":
-        return _to_str(value, field, table, issues)
-    if kind == "int64":
-        return _to_int(value, _INT64, field, table, issues)
-    if kind == "int32":
-        return _to_int(value, _INT32, field, table, issues)
-    if kind == "float":
-        return _to_float(value, field, table, issues)
-    if kind == "bool":
-        return _to_bool(value, field, table, issues)
-    if kind == "ts_ms":
-        return _to_ts_us(value, field, table, issues)
+    """v2's own kinds here (times in seconds, lists of strings); the rest as v1 types them."""
     if kind == "ts_s":
         seconds = _to_int(value, (0, _MAX_S), field, table, issues)
         return None if seconds is None else seconds * 1_000_000
-    if value is None:  # strs
-        return None
-    if not isinstance(value, list):
-        issues.add(table, field, value, "wrong_type")
-        return None
-    return [_to_str(v, f"{field}[{i}]", table, issues) for i, v in enumerate(value)]
+    if kind == "strs":
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            issues.add(table, field, value, "wrong_type")
+            return None
+        return [_to_str(v, f"{field}[{i}]", table, issues) for i, v in enumerate(value)]
+    return _v1_typed(value, "ts" if kind == "ts_ms" else kind, field, table, issues)
 
 
 def _get(obj: dict, path: str, where: str, table: str, issues: _Issues):

@@ -20,7 +20,6 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import duckdb
 
@@ -199,27 +198,55 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, *, read_only: boo
 
 def initialised(config: LakeConfig) -> bool:
     """Whether the embedded catalog holds a DuckLake: a first load killed (kill -9) before DuckLake made
-    its tables leaves an empty catalog.sqlite, which is no warehouse yet, not a damaged one."""
+    its tables leaves an empty catalog.sqlite, which is no warehouse yet, not a damaged one.
+
+    Read with DuckDB's own SQLite, never Python's sqlite3: two SQLite libraries in one process share
+    POSIX locks on the file without knowing it, and the one that closes drops the other's locks (a
+    DuckDB connection of this process then died with SIGBUS on the catalog's shared-memory file).
+    """
     if not config.embedded:
         return True
+    con = new_connection()
     try:
-        with sqlite3.connect(f"file:{quote(str(config.sqlite_file))}?mode=ro", uri=True) as db:
-            return db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ducklake_metadata'").fetchone()[0] > 0
-    except sqlite3.Error:
+        con.execute("LOAD sqlite_scanner")
+        con.execute(f"ATTACH {sql_literal(str(config.sqlite_file))} AS probe (TYPE sqlite, READ_ONLY)")
+        return con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'probe' "
+                           "AND table_name = 'ducklake_metadata'").fetchone()[0] > 0
+    except duckdb.Error:
         return True  # unreadable: let the attach say what is wrong
+    finally:
+        con.close()
+
+
+SQLITE_WAL_HEADER = b"\x02\x02"  # bytes 18-19 of a SQLite file: write and read versions, 2 = WAL
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """WAL journal: readers of the catalog never block the writer's commit, nor it them."""
+    """WAL journal: readers of the catalog never block the writer's commit, nor it them.
+
+    WAL is a property of the file, set once: a catalog whose header says so is left alone, so Python's
+    sqlite3 (a second SQLite library in a process where DuckDB may have the catalog open) touches only a
+    new catalog, or one an old version made without WAL.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with sqlite3.connect(path) as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
+        with open(path, "rb") as file:
+            if file.read(20)[18:20] == SQLITE_WAL_HEADER:
+                return
+    except FileNotFoundError:
+        pass
+    db = None
+    try:
+        db = sqlite3.connect(path)
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:  # not an OperationalError about the disk: the file itself
         if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
             raise OSError(f"{path}: {exc}") from None
         raise LakeError(f"cannot open the catalog {path}: {exc}") from None
+    finally:
+        if db is not None:
+            db.close()
 
 
 def s3_secret_sql() -> str:

@@ -50,13 +50,13 @@ def connect(warehouse: str | os.PathLike | None = None, *, snapshot: int | None 
                                      f"`modelarts-etl recover --warehouse {config.root}` to rebuild it from them")
             raise WarehouseError(f"no warehouse at {config.root}: run `modelarts-etl ingest` or `sync` first, "
                                  "or pass the folder")
-        if not lake.initialised(config):
-            raise WarehouseError(f"no warehouse at {config.root} yet (its first load was interrupted before "
-                                 "the catalog was made): run `modelarts-etl ingest` or `sync`")
         con = lake.new_connection()
         lake.attach(con, config, read_only=True, snapshot=snapshot,
                     at_time=at.isoformat() if isinstance(at, datetime) else at)
     except LakeError as exc:
+        if config is not None and not lake.initialised(config):
+            raise WarehouseError(f"no warehouse at {config.root} yet (its first load was interrupted before "
+                                 "the catalog was made): run `modelarts-etl ingest` or `sync`") from None
         raise WarehouseError(f"{exc}{recover_hint(config)}") from None
     con.execute(f"USE {lake.ALIAS}")
     return con
