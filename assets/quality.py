@@ -108,26 +108,21 @@ def class_metrics_out_of_range(con: duckdb.DuckDBPyConnection, project_id: str |
                          f"FROM class_metrics WHERE {where} AND ({outside})", params)
 
 
-def negative_samples(con: duckdb.DuckDBPyConnection, project_id: str | None = None) -> Finding:
+NO_DATA = {"v2_metric_samples": -1}  # the sample value a generation sends for "no data" (flagged, not a slip)
+
+
+def negative_samples(con: duckdb.DuckDBPyConnection, table_name: str, project_id: str | None = None) -> Finding:
     """Usage and rates cannot be negative; a negative sample means a sign or unit slip upstream.
 
-    Only the series holding a negative value are unnested (the same rows the
-    system_metric_samples view would give), so a clean lake costs one scan of the series.
+    Only the series holding a negative value are unnested (the same rows the samples view
+    would give), so a clean lake costs one scan of the series.
     """
     where, params = _scope(project_id)
-    series = schema.SYSTEM_METRIC_SERIES.name
-    return _finding(con, "SELECT * FROM (SELECT project_id, job_id, version_id, metric, "
+    series = CHECKED_AS[table_name]
+    no_data = f" AND value <> {NO_DATA[table_name]}" if table_name in NO_DATA else ""
+    return _finding(con, f"SELECT * FROM (SELECT {', '.join(series.key)}, "
                          "CAST(unnest(range(len(samples))) AS INTEGER) AS sample_index, unnest(samples) AS value "
-                         f'FROM "{series}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0', params)
-
-
-def v2_negative_samples(con: duckdb.DuckDBPyConnection, project_id: str | None = None) -> Finding:
-    """As negative_samples, over v2's series; -1 is v2's "no data" (flagged in v2_metric_samples), not a slip."""
-    where, params = _scope(project_id)
-    series = schema_v2.V2_METRIC_SERIES.name
-    return _finding(con, "SELECT * FROM (SELECT project_id, training_job_id, task, metric, "
-                         "CAST(unnest(range(len(samples))) AS INTEGER) AS sample_index, unnest(samples) AS value "
-                         f'FROM "{series}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0 AND value <> -1',
+                         f'FROM "{series.name}" WHERE {where} AND list_min(samples) < 0) WHERE value < 0{no_data}',
                     params)
 
 
