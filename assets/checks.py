@@ -53,7 +53,6 @@ class Rule:
     what: str  # "<bad rows> <what>" is the check's description when it fails
     score: Callable[[duckdb.DuckDBPyConnection, str, str | None, Sequence[str]], quality.Finding]
     severity: dg.AssetCheckSeverity = ERROR
-    per_project: bool = True  # False: the rule is about the table's shape, not its rows
 
 
 ROW_RULES = (
@@ -90,8 +89,7 @@ ROW_RULES = (
 )
 COLUMNS_RULE = Rule("columns_match_contract", ALL_TABLES,
                     "The lake's table (or view) has exactly the columns and types of schema.py.",
-                    "columns differ from schema.py", lambda con, t, p, _: quality.schema_drift(con, t),
-                    per_project=False)
+                    "columns differ from schema.py", lambda con, t, p, _: quality.schema_drift(con, t))
 QUALITY = "quality"
 TABLE_OF = {key(t): t for t in ALL_TABLES}
 
@@ -105,7 +103,6 @@ def _quality_description(table: str) -> str:
     return f"Every row rule of the table, each scored: {rules}."
 
 
-QUALITY_CHECKS = [dg.AssetCheckKey(key(t), QUALITY) for t in ALL_TABLES]
 STRUCTURE_CHECKS = [dg.AssetCheckKey(key(t), COLUMNS_RULE.name) for t in ALL_TABLES]
 """What the sync job leaves to the maintenance job: a table's columns change when the code does, not
 when data arrives. They run daily, and "Execute" runs them any time."""
@@ -122,15 +119,13 @@ def _project(context: dg.AssetCheckExecutionContext) -> str | None:
     return context.partition_key if context.has_partition_key else None
 
 
-def _scope_label(project_id: str | None, per_project: bool = True) -> str:
-    if not per_project:
-        return "table"
+def _scope_label(project_id: str | None) -> str:
     return f"project {project_id}" if project_id else "all projects"
 
 
 def _columns_result(con: duckdb.DuckDBPyConnection, table: str) -> dg.AssetCheckResult:
     finding = COLUMNS_RULE.score(con, table, None, [])
-    metadata = {"bad_rows": finding.bad, "scope": _scope_label(None, per_project=False)}
+    metadata = {"bad_rows": finding.bad, "scope": "table"}  # the table's shape, not its rows
     if finding.detail:
         metadata["detail"] = dg.MetadataValue.json(finding.detail)
     return dg.AssetCheckResult(

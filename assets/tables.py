@@ -24,7 +24,7 @@ from assets.loads import RAW_PAYLOADS, brought, latest_load_ids
 from assets.metadata import SNAPSHOT_ID, definition_metadata, table_metadata
 from pipelines.partitions import project_partitions
 from pipelines.resources import WAREHOUSE_POOL, WarehouseResource
-from warehouse import schema, schema_runs, schema_v2
+from warehouse import schema, schema_v2
 
 V1_TABLE_NAMES = (
     "job_versions", "jobs", "parameters", "data_sources", "class_metrics", "system_metric_samples", "volumes",
@@ -36,7 +36,7 @@ V2_TABLE_NAMES = (
 )
 """The v2 tables a user looks for, as v1's: a row per job, its parameters, inputs and outputs, volumes,
 tasks, metric samples, events and field issues."""
-RUNS_NAMES = tuple(t.name for t in schema_runs.VIEWS if t.name in ("runs", "run_parameters"))
+RUNS_NAMES = ("runs", "run_parameters")  # not the run_metric_* views: their key checks would read every sample again
 V2_DETAIL_NAMES = tuple(t.name for t in schema_v2.STORED if t.name not in V2_TABLE_NAMES + ("v2_metric_series",))
 """The other v2 tables (input constraints, environments, task statuses, running records, ...): details of a
 job, reported and checked on `v2_jobs` rather than as assets of their own. Each asset costs every sync run
